@@ -1,0 +1,150 @@
+"""Typed configurations: the 12 reference configs by name (``"voc-r101-d8"``) and overrides by dotted key.
+
+The values follow the reference recipe (sssegmentation's DeepLabV3+ configs): SGD lr 0.01, momentum 0.9,
+weight decay 5e-4, poly schedule with power 0.9 down to 1% of the initial lr, auxiliary loss weight 0.4.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """An unknown config name or key, or a value of the wrong type."""
+
+
+@dataclass
+class ModelConfig:
+    """The network: ``depth`` 50/101, ``output_stride`` 8/16 (the paper's names)."""
+
+    num_classes: int = 21
+    depth: int = 50
+    output_stride: int = 8
+    deep_stem: bool = True
+    aux_head: bool = True
+    channels: int = 512
+    shortcut_channels: int = 48
+    dropout: float = 0.1
+    pretrained: str = ""  # ImageNet backbone weights: a file path or a torchvision weight name; "" = none
+
+
+@dataclass
+class DataConfig:
+    """The dataset and its augmentation; sizes are ``(H, W)`` crops and ``(long, short)`` resize scales."""
+
+    dataset: str = "voc"
+    train_split: str = "train_aug"
+    val_split: str = "val"
+    crop_size: tuple[int, int] = (512, 512)
+    scale: tuple[int, int] = (2048, 512)
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    cat_max_ratio: float = 0.75
+    num_workers: int = 4
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe; ``batch_size`` is the global batch over all processes."""
+
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    min_lr_ratio: float = 0.01
+    aux_weight: float = 0.4
+    ignore_index: int = 255
+    eval_every_epochs: int = 10
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """A whole experiment."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_DATASETS = {
+    # name: (classes, train split, crop (H, W), scale (long, short), epochs, global batch)
+    "voc": (21, "train_aug", (512, 512), (2048, 512), 60, 16),
+    "ade20k": (150, "train", (512, 512), (2048, 512), 130, 16),
+    "cityscapes": (19, "train", (512, 1024), (2048, 1024), 220, 8),
+}
+
+
+def _reference_config(dataset: str, depth: int, output_stride: int) -> Config:
+    num_classes, train_split, crop, scale, epochs, batch = _DATASETS[dataset]
+    return Config(
+        name=f"{dataset}-r{depth}-d{output_stride}",
+        model=ModelConfig(num_classes=num_classes, depth=depth, output_stride=output_stride),
+        data=DataConfig(dataset=dataset, train_split=train_split, crop_size=crop, scale=scale),
+        train=TrainConfig(epochs=epochs, batch_size=batch),
+    )
+
+
+REFERENCE_CONFIGS: dict[str, Config] = {
+    config.name: config
+    for config in (
+        _reference_config(dataset, depth, output_stride)
+        for dataset in _DATASETS
+        for depth in (50, 101)
+        for output_stride in (8, 16)
+    )
+}
+
+
+def config_names() -> list[str]:
+    """Every config name, reference configs first."""
+    return list(REFERENCE_CONFIGS)
+
+
+def get_config(name: str, overrides: typing.Iterable[str] = ()) -> Config:
+    """A fresh copy of the config called ``name``, with ``"section.key=value"`` overrides applied."""
+    if name not in REFERENCE_CONFIGS:
+        raise ConfigError(f"unknown config {name!r}; valid names: {', '.join(config_names())}")
+    config = copy.deepcopy(REFERENCE_CONFIGS[name])
+    for override in overrides:
+        apply_override(config, override)
+    return config
+
+
+def apply_override(config: Config, override: str) -> None:
+    """Set one value by dotted key, e.g. ``"train.epochs=2"`` or ``"data.crop_size=256,256"``, type-checked."""
+    key, sep, text = override.partition("=")
+    section_name, _, field_name = key.strip().partition(".")
+    sections = {f.name for f in dataclasses.fields(Config) if f.name != "name"}
+    if not sep or section_name not in sections:
+        raise ConfigError(
+            f"override {override!r} must look like 'section.key=value' with section in {sorted(sections)}"
+        )
+    section = getattr(config, section_name)
+    hints = typing.get_type_hints(type(section))
+    if field_name not in hints:
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(f'{section_name}.{k}' for k in hints)}")
+    setattr(section, field_name, _parse(text.strip(), hints[field_name], key))
+
+
+def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:
+    """``text`` as a value of type ``kind`` (bool, int, float, str or a tuple of those)."""
+    try:
+        if typing.get_origin(kind) is tuple:
+            items = [item for item in text.strip("()[] ").split(",") if item.strip()]
+            item_types = typing.get_args(kind)
+            if len(items) != len(item_types):
+                raise ValueError(f"expected {len(item_types)} comma-separated values")
+            return tuple(_parse(item.strip(), t, key) for item, t in zip(items, item_types, strict=True))
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("expected true or false")
+            return text.lower() in ("true", "1")
+        return kind(text)
+    except ValueError as error:
+        raise ConfigError(f"{key} expects {getattr(kind, '__name__', kind)}, got {text!r} ({error})") from None

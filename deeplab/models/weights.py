@@ -1,0 +1,178 @@
+"""Checkpoints: atomic saving, safe loading (``weights_only=True``), and the reference toolbox's key names.
+
+Two outside formats load into our modules by renaming keys:
+- sssegmentation's DeepLabV3+ checkpoints (``{"model": state_dict}`` with top-level modules ``backbone_net``,
+  ``aspp_net``, ``shortcut``, ``decoder``, ``auxiliary_decoder``);
+- open-mmlab's ImageNet ``resnet*_v1c`` backbones, whose names already match our deep-stem backbone.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, or does not fit the model."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash mid-write leaves the previous file intact: readers see the old checkpoint or the new one, never half.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
+    """Save ``{"model": state_dict, **extra}`` atomically; ``extra`` holds tensors and plain Python values."""
+    return atomic_save({"model": _unwrap(model).state_dict(), **extra}, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file on the CPU with ``weights_only=True``, explaining every way that can fail."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found: check the path")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values, refused by weights_only "
+            f"loading ({str(error).splitlines()[0]}); re-save it as a state_dict"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({str(error).splitlines()[0]}); download or save it again"
+        ) from None
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict of tensors")
+    return dict(checkpoint)
+
+
+def state_dict_of(checkpoint: Mapping[str, Any]) -> StateDict:
+    """The model's tensors in a checkpoint: under ``"model"`` or ``"state_dict"``, or the dict itself.
+
+    A ``"module."`` prefix left by ``DistributedDataParallel`` is removed.
+    """
+    for key in ("model", "state_dict"):
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    return {key.removeprefix("module."): value for key, value in checkpoint.items()}
+
+
+# sssegmentation name -> our name, tried in order; groups keep block and layer indices.
+_REFERENCE_RENAMES = [
+    (r"^backbone_net\.", "backbone."),
+    (r"^aspp_net\.parallel_branches\.0\.", "aspp.branches.0."),
+    (r"^aspp_net\.parallel_branches\.(\d)\.depthwise_conv\.", r"aspp.branches.\1.depthwise.0."),
+    (r"^aspp_net\.parallel_branches\.(\d)\.depthwise_bn\.", r"aspp.branches.\1.depthwise.1."),
+    (r"^aspp_net\.parallel_branches\.(\d)\.pointwise_conv\.", r"aspp.branches.\1.pointwise.0."),
+    (r"^aspp_net\.parallel_branches\.(\d)\.pointwise_bn\.", r"aspp.branches.\1.pointwise.1."),
+    (r"^aspp_net\.global_branch\.1\.", "aspp.image_pooling.conv.0."),
+    (r"^aspp_net\.global_branch\.2\.", "aspp.image_pooling.conv.1."),
+    (r"^aspp_net\.(bottleneck|fuse_layer)\.", "aspp.fuse."),
+    (r"^shortcut\.", "decoder.shortcut."),
+    (r"^decoder\.(\d)\.depthwise_conv\.", r"decoder.refine.\1.depthwise.0."),
+    (r"^decoder\.(\d)\.depthwise_bn\.", r"decoder.refine.\1.depthwise.1."),
+    (r"^decoder\.(\d)\.pointwise_conv\.", r"decoder.refine.\1.pointwise.0."),
+    (r"^decoder\.(\d)\.pointwise_bn\.", r"decoder.refine.\1.pointwise.1."),
+    (r"^decoder\.3\.", "decoder.classifier."),
+    (r"^auxiliary_decoder\.0\.", "aux_head.0.0."),
+    (r"^auxiliary_decoder\.1\.", "aux_head.0.1."),
+    (r"^auxiliary_decoder\.4\.", "aux_head.2."),
+]
+
+
+def is_reference_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``state`` uses sssegmentation's module names."""
+    return any(key.startswith(("backbone_net.", "aspp_net.")) for key in state)
+
+
+def convert_reference_state_dict(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """Rename an sssegmentation DeepLabV3+ state_dict to our module names; unknown keys are kept as they are."""
+    return {_rename(key): value for key, value in state.items()}
+
+
+def _rename(key: str) -> str:
+    for pattern, replacement in _REFERENCE_RENAMES:
+        renamed, count = re.subn(pattern, replacement, key)
+        if count:
+            return renamed
+    return key
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
+    """Load our checkpoint or an sssegmentation one into ``model``; returns the whole checkpoint dict.
+
+    Raises ``CheckpointError`` naming the mismatched keys when the checkpoint is for another architecture or
+    number of classes.
+    """
+    checkpoint = read_checkpoint(path)
+    state = state_dict_of(checkpoint)
+    if is_reference_state_dict(state):
+        state = convert_reference_state_dict(state)
+    load_state_dict_checked(_unwrap(model), state, source=Path(path))
+    return checkpoint
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
+    """Load ImageNet weights (e.g. open-mmlab ``resnet50_v1c-2cccc1ad.pth``) into a backbone; ``fc.*`` is dropped."""
+    state = state_dict_of(read_checkpoint(path))
+    state = {key.removeprefix("backbone."): value for key, value in state.items() if not key.startswith("fc.")}
+    load_state_dict_checked(backbone, state, source=Path(path))
+
+
+def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: Path) -> None:
+    """``module.load_state_dict(state)``, or one ``CheckpointError`` line naming every key that does not fit."""
+    expected = module.state_dict()
+    problems = []
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if keys:
+            problems.append(f"{len(keys)} {label}: {_shorten(keys)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not fit this model ({'; '.join(problems)}): build the model with the config the "
+            "checkpoint was trained with (num_classes, depth, deep_stem, aux_head)"
+        )
+    module.load_state_dict(state)
+
+
+def _shorten(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, ... (+{len(keys) - limit} more)"
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` or ``torch.compile`` wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
