@@ -1,13 +1,17 @@
-"""Command line: ``python -m deeplab <command> --help``."""
+"""Command line of the DeepLabV3+ course: ``python -m deeplab <command> --help``.
+
+Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict`` and ``reproduce``. The same ``train``
+command runs on many GPUs and machines under ``torchrun``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from deeplab.config import ConfigError, config_names
-from deeplab.models.weights import CheckpointError
+from deeplab.config import config_names
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -18,22 +22,102 @@ def _models(args: argparse.Namespace) -> None:
     print("\nGFLOPs: one inference forward at batch 1 and the crop size (a multiply-add counts as 2 FLOPs).")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from deeplab.cli import train_command
+
+    train_command(args.config, args.data_root, args.out, overrides=args.set, resume=args.resume, device=args.device)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from deeplab.cli import evaluate_command
+
+    evaluate_command(args)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from deeplab.cli import predict_command
+
+    predict_command(args.checkpoint, args.images, args.out, config_name=args.config, device=args.device)
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from deeplab.reproduce import reproduce
+
+    outcomes = reproduce(
+        args.configs.split(","),
+        args.data_root,
+        args.out,
+        smoke=args.smoke,
+        overrides=args.set,
+        device=args.device,
+        nproc_per_node=args.nproc_per_node,
+    )
+    print(f"results: {Path(args.out) / 'results.md'}")
+    if any(outcome.status == "failed" for outcome in outcomes):
+        raise SystemExit(1)
+
+
+def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
+    parser.add_argument("--config", required=config_required, help=f"config name, one of: {', '.join(config_names())}")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m deeplab``."""
-    parser = argparse.ArgumentParser(prog="python -m deeplab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m deeplab", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
     models = commands.add_parser("models", help="print the model zoo: parameters and GFLOPs of each config")
     models.add_argument("--configs", default="all", help="'all' or comma-separated config names")
     models.set_defaults(run=_models)
+
+    train = commands.add_parser("train", help="train a config (under torchrun: on every process)")
+    _add_common(train, config_required=True)
+    train.add_argument("--data-root", type=Path, default=Path("data"), help="folder holding the datasets")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<config>)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="mIoU of a checkpoint on a validation split")
+    _add_common(evaluate, config_required=False)
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="ours (config inside) or sssegmentation's")
+    evaluate.add_argument("--data-root", type=Path, default=Path("data"))
+    evaluate.add_argument("--split", default=None, help="default: the config's validation split")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
+    evaluate.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
+    evaluate.add_argument("--slide", action="store_true", help="sliding windows of the crop size, 2/3 overlap")
+    evaluate.add_argument("--out", type=Path, default=None, help="write metrics.json and plots here")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="colourised masks and overlays for image files")
+    _add_common(predict, config_required=False)
+    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG)")
+    predict.add_argument("--out", type=Path, required=True, help="folder for <name>_mask.png and <name>_overlay.png")
+    predict.set_defaults(run=_predict)
+
+    reproduce = commands.add_parser("reproduce", help="run the training notebook per config; write results.md")
+    reproduce.add_argument("--configs", default="all", help="'all' or comma-separated config names")
+    reproduce.add_argument("--data-root", type=Path, default=Path("data"))
+    reproduce.add_argument("--out", type=Path, default=Path("runs/repro"))
+    reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    reproduce.add_argument("--smoke", action="store_true", help="toy data, one tiny step per config")
+    reproduce.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    reproduce.add_argument("--nproc-per-node", type=int, default=1, help="GPUs per run (torchrun inside)")
+    reproduce.set_defaults(run=_reproduce)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input ends with a one-line ``error:`` message and exit status 2."""
+    from deeplab.errors import USER_ERRORS
+
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ConfigError, CheckpointError) as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -11,6 +11,8 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from deeplab.data.classes import TOY_CLASSES
+
 
 class ConfigError(ValueError):
     """An unknown config name or key, or a value of the wrong type."""
@@ -58,7 +60,14 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     aux_weight: float = 0.4
     ignore_index: int = 255
+    iterations: int = 0  # optimizer steps; 0 = epochs * (train images // batch_size)
+    batch_per_process: int = 2  # images per forward; gradient accumulation fills the global batch
+    amp: str = "none"  # none | bf16 | fp16 (fp16 on GPUs, with a gradient scaler)
+    channels_last: bool = False
+    sync_bn: bool = True  # SyncBatchNorm across GPUs (CPU processes keep per-process statistics)
     eval_every_epochs: int = 10
+    checkpoint_every: int = 1000  # iterations
+    log_every: int = 50  # iterations
     seed: int = 0
 
 
@@ -90,30 +99,66 @@ def _reference_config(dataset: str, depth: int, output_stride: int) -> Config:
     )
 
 
-REFERENCE_CONFIGS: dict[str, Config] = {
-    config.name: config
-    for config in (
-        _reference_config(dataset, depth, output_stride)
-        for dataset in _DATASETS
-        for depth in (50, 101)
-        for output_stride in (8, 16)
+def _toy_config(depth: int, output_stride: int) -> Config:
+    """The CPU-sized recipe for the toy shapes (``data_scripts/make_toy.py``): same network, small images, bf16."""
+    return Config(
+        name=f"toy-r{depth}-d{output_stride}",
+        model=ModelConfig(num_classes=len(TOY_CLASSES), depth=depth, output_stride=output_stride, channels=256),
+        data=DataConfig(dataset="toy", train_split="train", crop_size=(128, 128), scale=(320, 160), num_workers=1),
+        train=TrainConfig(
+            epochs=0,
+            iterations=1200,
+            batch_size=8,
+            batch_per_process=8,
+            lr=0.02,
+            amp="bf16",
+            channels_last=True,
+            eval_every_epochs=10,
+            checkpoint_every=100,
+            log_every=20,
+        ),
     )
+
+
+_GRID = [(depth, output_stride) for depth in (50, 101) for output_stride in (8, 16)]
+REFERENCE_CONFIGS: dict[str, Config] = {
+    config.name: config for config in (_reference_config(dataset, *model) for dataset in _DATASETS for model in _GRID)
 }
+TOY_CONFIGS: dict[str, Config] = {config.name: config for config in (_toy_config(*model) for model in _GRID)}
+CONFIGS: dict[str, Config] = {**REFERENCE_CONFIGS, **TOY_CONFIGS}
 
 
-def config_names() -> list[str]:
-    """Every config name, reference configs first."""
-    return list(REFERENCE_CONFIGS)
+def config_names(*, toy: bool = True) -> list[str]:
+    """Every config name, reference configs first (then the toy ones, unless ``toy=False``)."""
+    return list(CONFIGS if toy else REFERENCE_CONFIGS)
 
 
 def get_config(name: str, overrides: typing.Iterable[str] = ()) -> Config:
     """A fresh copy of the config called ``name``, with ``"section.key=value"`` overrides applied."""
-    if name not in REFERENCE_CONFIGS:
+    if name not in CONFIGS:
         raise ConfigError(f"unknown config {name!r}; valid names: {', '.join(config_names())}")
-    config = copy.deepcopy(REFERENCE_CONFIGS[name])
+    config = copy.deepcopy(CONFIGS[name])
     for override in overrides:
         apply_override(config, override)
     return config
+
+
+def config_from_dict(values: dict[str, typing.Any]) -> Config:
+    """The ``Config`` that ``dataclasses.asdict`` (or a JSON round trip of it) produced ``values`` from."""
+    sections = {}
+    for section in dataclasses.fields(Config):
+        if section.name == "name":
+            continue
+        cls = typing.get_type_hints(Config)[section.name]
+        hints = typing.get_type_hints(cls)
+        given = values.get(section.name, {})
+        unknown = set(given) - set(hints)
+        if unknown:
+            raise ConfigError(f"unknown config keys {sorted(unknown)} in section {section.name!r}")
+        sections[section.name] = cls(
+            **{key: tuple(value) if typing.get_origin(hints[key]) is tuple else value for key, value in given.items()}
+        )
+    return Config(name=values["name"], **sections)
 
 
 def apply_override(config: Config, override: str) -> None:

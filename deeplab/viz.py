@@ -104,14 +104,15 @@ def _read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_per_class_iou(
-    iou: Sequence[float] | torch.Tensor, class_names: Sequence[str], *, sort: bool = False
+    iou: Sequence[float | None] | torch.Tensor, class_names: Sequence[str], *, sort: bool = False
 ) -> Figure:
     """One horizontal bar per class with its IoU in %, and the mIoU as a dashed line.
 
-    ``iou`` holds ``C`` fractions, NaN for a class absent from both labels and predictions (an empty bar
+    ``iou`` holds ``C`` fractions, NaN (or ``None``, as in ``metrics.json``) for a class absent from both labels
+    and predictions (an empty bar
     labelled "n/a" and left out of the mean). ``sort=True`` orders the bars from best to worst.
     """
-    values = torch.as_tensor(iou, dtype=torch.float64) * 100  # (C,)
+    values = torch.tensor([math.nan if v is None else float(v) for v in iou], dtype=torch.float64) * 100  # (C,)
     if len(values) != len(class_names):
         raise MaskError(f"{len(values)} IoU values but {len(class_names)} class names")
     order = (

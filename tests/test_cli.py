@@ -1,7 +1,13 @@
 """``python -m deeplab``: the model zoo table and one-line errors."""
 
+import json
 import subprocess
 import sys
+
+import pytest
+from torchvision.io import decode_image
+
+from tests.conftest import TINY
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -27,3 +33,56 @@ def test_unknown_config_is_one_line_and_exit_2():
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.returncode == 0 and "models" in result.stdout
+
+
+def test_train_evaluate_predict_end_to_end(toy_root, tmp_path):
+    run_dir = tmp_path / "run"
+    settings = [f"--set={item}" for item in [*TINY, "train.iterations=2"]]
+    trained = run("train", "--config", "toy-r50-d16", "--data-root", str(toy_root), "--out", str(run_dir), *settings)
+    assert trained.returncode == 0, trained.stderr
+    assert "| **mIoU** |" in trained.stdout and "| background |" in trained.stdout
+    for name in (
+        "last.pth",
+        "metrics.jsonl",
+        "metrics.json",
+        "config.json",
+        "training_curves.png",
+        "per_class_iou.png",
+    ):
+        assert (run_dir / name).is_file(), name
+
+    checkpoint = str(run_dir / "last.pth")
+    evaluated = run(
+        "evaluate", "--checkpoint", checkpoint, "--data-root", str(toy_root), "--flip", "--out", str(tmp_path)
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["miou"] >= 0
+
+    image = next((toy_root / "toy" / "JPEGImages").glob("*.jpg"))
+    predicted = run("predict", "--checkpoint", checkpoint, str(image), "--out", str(tmp_path / "masks"))
+    assert predicted.returncode == 0, predicted.stderr
+    mask = decode_image(str(tmp_path / "masks" / f"{image.stem}_mask.png"))
+    assert mask.shape[1:] == decode_image(str(image)).shape[1:]
+    assert (tmp_path / "masks" / f"{image.stem}_overlay.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "train.epoch=2"], "error: unknown config key 'train.epoch'; valid keys: train.epochs,"),
+        (["--set", "train.epochs=two"], "error: train.epochs expects int, got 'two'"),
+        (["--resume"], "error: no checkpoint to resume in"),
+        (["--data-root", "/nonexistent"], "make_toy.py --root /nonexistent"),
+    ],
+)
+def test_bad_training_input_is_one_line(toy_root, tmp_path, args, message):
+    base = ["train", "--config", "toy-r50-d16", "--data-root", str(toy_root), "--out", str(tmp_path / "run")]
+    result = run(*base, *[f"--set={item}" for item in TINY], *args)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path):
+    result = run("evaluate", "--checkpoint", str(tmp_path / "missing.pth"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "missing.pth" in result.stderr

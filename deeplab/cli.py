@@ -1,0 +1,149 @@
+"""What the ``train``, ``evaluate`` and ``predict`` commands do, callable from Python and notebooks too."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deeplab.config import Config, ConfigError, config_from_dict, get_config
+from deeplab.data import build_dataset, dataset_info
+from deeplab.data.transforms import eval_transforms
+from deeplab.engine import distributed
+from deeplab.engine.evaluate import Inference, evaluate, predict_probabilities
+from deeplab.engine.train import FINAL_METRICS, LOG, atomic_write_json, read_log, train
+from deeplab.models import build_model
+from deeplab.models.weights import load_checkpoint, read_checkpoint
+
+MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def iou_table(metrics: dict[str, Any], class_names: list[str]) -> str:
+    """Per-class IoU and the summary numbers as a markdown table."""
+    lines = ["| class | IoU (%) |", "|---|---:|"]
+    for name, iou in zip(class_names, metrics["iou"], strict=True):
+        lines.append(f"| {name} | {'—' if iou is None or math.isnan(iou) else f'{100 * iou:.2f}'} |")
+    lines.append(f"| **mIoU** | **{100 * metrics['miou']:.2f}** |")
+    lines.append(f"| pixel accuracy | {100 * metrics['pixel_accuracy']:.2f} |")
+    return "\n".join(lines)
+
+
+def save_plots(run_dir: Path, metrics: dict[str, Any], class_names: list[str]) -> list[Path]:
+    """Training curves (if a log exists), per-class IoU bars and the confusion matrix as PNGs in ``run_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deeplab import viz
+
+    figures = {
+        "per_class_iou.png": viz.plot_per_class_iou(metrics["iou"], class_names),
+        "confusion_matrix.png": viz.plot_confusion_matrix(metrics["confusion_matrix"], class_names),
+    }
+    if (run_dir / LOG).is_file():
+        figures["training_curves.png"] = viz.plot_training_curves(read_log(run_dir / LOG))
+    paths = []
+    for name, figure in figures.items():
+        figure.savefig(run_dir / name, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        paths.append(run_dir / name)
+    return paths
+
+
+def train_command(
+    config_name: str, data_root: Path, out: Path | None, *, overrides: list[str], resume: bool, device: str | None
+) -> dict[str, Any]:
+    """Train, then (main process) print the per-class IoU table and save the plots into the run folder."""
+    config = get_config(config_name, overrides)
+    run_dir = out or Path("runs") / config.name
+    metrics = train(config, data_root, run_dir, resume=resume, device=device)
+    if distributed_rank() == 0:
+        class_names = dataset_info(config.data.dataset).classes
+        print(iou_table(metrics, class_names))
+        save_plots(run_dir, metrics, class_names)
+        print(f"run folder: {run_dir} (last.pth, {LOG}, {FINAL_METRICS}, plots)")
+    return metrics
+
+
+def distributed_rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise)."""
+    import os
+
+    return int(os.environ.get("RANK", 0))
+
+
+def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str]) -> tuple[Config, Any]:
+    """The config stored in our checkpoint (or the named one, for sssegmentation's) and the loaded model."""
+    stored = read_checkpoint(checkpoint).get("config")
+    if config_name:
+        config = get_config(config_name, overrides)
+    elif stored:
+        config = config_from_dict(stored)
+        for override in overrides:
+            from deeplab.config import apply_override
+
+            apply_override(config, override)
+    else:
+        raise ConfigError(f"{checkpoint} holds no config (an sssegmentation checkpoint?): pass --config NAME")
+    model = build_model(dataclasses.replace(config.model, pretrained=""))
+    load_checkpoint(checkpoint, model)
+    return config, model.eval()
+
+
+def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
+    """mIoU of a checkpoint; prints the per-class table; with ``--out`` writes metrics.json and plots."""
+    config, model = model_from_checkpoint(args.checkpoint, args.config, args.set)
+    env = distributed.setup(args.device)
+    model.to(env.device)
+    data = config.data
+    dataset = build_dataset(
+        data.dataset, args.data_root, args.split or data.val_split, transforms=eval_transforms(scale=data.scale)
+    )
+    inference = Inference(
+        scales=MULTI_SCALES if args.multi_scale else (1.0,),
+        flip=args.flip,
+        window=data.crop_size if args.slide else None,
+        stride=tuple(size * 2 // 3 for size in data.crop_size) if args.slide else None,
+    )
+    metrics = evaluate(
+        model, dataset, num_classes=config.model.num_classes, env=env, inference=inference, progress=True
+    )
+    distributed.teardown()
+    if env.is_main:
+        class_names = dataset_info(data.dataset).classes
+        print(iou_table(metrics, class_names))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(args.out / FINAL_METRICS, metrics)
+            save_plots(args.out, metrics, class_names)
+    return metrics
+
+
+def predict_command(checkpoint: Path, images: list[Path], out: Path, *, config_name: str | None, device: str | None):
+    """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image."""
+    from torchvision.io import decode_image, write_png
+
+    from deeplab import viz
+
+    config, model = model_from_checkpoint(checkpoint, config_name, [])
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(where)
+    info = dataset_info(config.data.dataset)
+    transform = eval_transforms(scale=config.data.scale)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        image = decode_image(str(path), mode="RGB")  # (3, H, W) uint8
+        sample = transform({"image": image, "mask": torch.zeros(image.shape[-2:], dtype=torch.int64)})
+        probabilities = predict_probabilities(model, sample["image"].unsqueeze(0).to(where), tuple(image.shape[-2:]))
+        prediction = probabilities.argmax(dim=1)[0].cpu()  # (H, W)
+        write_png(viz.colorize_mask(prediction, info.palette), str(out / f"{path.stem}_mask.png"))
+        write_png(viz.overlay(image, prediction, info.palette), str(out / f"{path.stem}_overlay.png"))
+        written.append(out / f"{path.stem}_overlay.png")
+    print(f"wrote {len(written)} masks and overlays to {out}")
+    return written

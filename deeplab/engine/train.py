@@ -1,0 +1,422 @@
+"""The training loop: SGD with the poly schedule, AMP, DDP/SyncBatchNorm, atomic checkpoints and exact resume.
+
+One code path for the CPU, one GPU and many (``torchrun``). ``batch_size`` is the global batch: each step every
+process runs ``accumulation`` micro-batches of ``batch_per_process`` images, so that
+``batch_size = world_size * accumulation * batch_per_process`` whatever the number of GPUs.
+
+Resuming from ``last.pth`` restores the model, optimizer, scheduler, gradient scaler, RNG states and the data
+position (the step count, from which ``GlobalBatchSampler`` finds the epoch and the place in it): on the CPU the
+final weights equal, bit for bit, those of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from deeplab.config import Config, TrainConfig
+from deeplab.data import build_dataset
+from deeplab.data.transforms import eval_transforms, train_transforms
+from deeplab.engine import distributed
+from deeplab.engine.distributed import Distributed
+from deeplab.engine.evaluate import evaluate
+from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
+from deeplab.models import build_model
+from deeplab.models.weights import CheckpointError, atomic_save, read_checkpoint
+
+CHECKPOINT = "last.pth"
+LOG = "metrics.jsonl"
+FINAL_METRICS = "metrics.json"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: a diverged loss or an impossible batch layout."""
+
+
+def poly_factor(total_steps: int, power: float = 0.9, min_ratio: float = 0.01) -> Callable[[int], float]:
+    """The reference's poly schedule as a multiplier of the initial lr, for ``LambdaLR``.
+
+    ``lr(t) = (lr0 - lr_min) (1 - t / T) ** power + lr_min`` with ``lr_min = min_ratio * lr0``.
+    """
+
+    def factor(step: int) -> float:
+        return (1 - min(step, total_steps) / total_steps) ** power * (1 - min_ratio) + min_ratio
+
+    return factor
+
+
+def segmentation_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Cross-entropy over valid pixels on ``out`` plus ``aux_weight`` times that on ``aux`` (when present).
+
+    Shapes: logits ``(N, C, H, W)``, masks ``(N, H, W)`` int64 with ``ignore_index`` for unlabelled pixels.
+    """
+    loss = F.cross_entropy(outputs["out"].float(), masks, ignore_index=config.ignore_index)
+    if "aux" in outputs:
+        loss = loss + config.aux_weight * F.cross_entropy(
+            outputs["aux"].float(), masks, ignore_index=config.ignore_index
+        )
+    return loss
+
+
+def collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack equally sized samples into images ``(N, 3, H, W)`` float and masks ``(N, H, W)`` int64."""
+    return torch.stack([s["image"] for s in samples]), torch.stack([s["mask"] for s in samples]).long()
+
+
+def accumulation_steps(config: TrainConfig, world_size: int) -> int:
+    """How many micro-batches each process runs per step to make up the global batch."""
+    per_step = config.batch_per_process * world_size
+    if config.batch_size % per_step:
+        raise TrainingError(
+            f"train.batch_size={config.batch_size} is not a multiple of train.batch_per_process="
+            f"{config.batch_per_process} x {world_size} processes: change one of them"
+        )
+    return config.batch_size // per_step
+
+
+class Trainer:
+    """Trains ``config`` on the data in ``data_root``, writing checkpoints and logs into ``run_dir``."""
+
+    def __init__(self, config: Config, data_root: str | Path, run_dir: str | Path, env: Distributed) -> None:
+        self.config, self.env = config, env
+        self.run_dir = Path(run_dir)
+        train_config = config.train
+        self.accumulation = accumulation_steps(train_config, env.world_size)
+        self._check_batchnorm_batch()
+        self.amp_dtype = self._amp_dtype()
+        data = config.data
+        augment = train_transforms(
+            crop_size=data.crop_size, scale=data.scale, ratio_range=data.ratio_range, cat_max_ratio=data.cat_max_ratio
+        )
+        train_set = build_dataset(data.dataset, data_root, data.train_split)
+        self.val_set = build_dataset(
+            data.dataset, data_root, data.val_split, transforms=eval_transforms(scale=data.scale)
+        )
+        self.sampler = GlobalBatchSampler(
+            len(train_set),
+            batch_per_process=train_config.batch_per_process,
+            accumulation=self.accumulation,
+            rank=env.rank,
+            world_size=env.world_size,
+            seed=train_config.seed,
+        )
+        on_gpu = env.device.type == "cuda"
+        self.loader = DataLoader(
+            SeededAugmentation(train_set, augment, seed=train_config.seed),
+            batch_sampler=self.sampler,
+            num_workers=data.num_workers,
+            collate_fn=collate,
+            pin_memory=on_gpu,
+            persistent_workers=on_gpu and data.num_workers > 0,
+            generator=torch.Generator(),  # keeps DataLoader seeding off the global RNG that dropout uses
+        )
+        self.total_steps = train_config.iterations or train_config.epochs * self.sampler.steps_per_epoch
+        self.model = self._build_model()
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=train_config.lr,
+            momentum=train_config.momentum,
+            weight_decay=train_config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, poly_factor(self.total_steps, train_config.poly_power, train_config.min_lr_ratio)
+        )
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.amp_dtype == torch.float16)
+        self.iteration = 0
+        self._batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    # ---- set-up -------------------------------------------------------------------------------------------------
+    def _check_batchnorm_batch(self) -> None:
+        spans_gpus = self.env.device.type == "cuda" and self.env.world_size > 1 and self.config.train.sync_bn
+        if self.config.train.batch_per_process < 2 and not spans_gpus:
+            raise TrainingError(
+                "train.batch_per_process=1 gives BatchNorm a single image (the ASPP image-pooling branch then fails): "
+                "use 2 or more, or SyncBatchNorm over several GPUs"
+            )
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.config.train.amp
+        dtypes = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        if amp not in dtypes:
+            raise TrainingError(f"train.amp={amp!r} is not one of none, bf16, fp16")
+        if amp == "fp16" and self.env.device.type != "cuda":
+            raise TrainingError("train.amp=fp16 needs a GPU: use train.amp=bf16 on the CPU")
+        return dtypes[amp]
+
+    def _build_model(self) -> nn.Module:
+        torch.manual_seed(self.config.train.seed)  # the same initial weights in every process
+        model = build_model(self.config)
+        if self.env.device.type == "cuda" and self.env.world_size > 1 and self.config.train.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        memory_format = torch.channels_last if self.config.train.channels_last else torch.preserve_format
+        model = model.to(self.env.device, memory_format=memory_format)
+        torch.manual_seed(self.config.train.seed + self.env.rank)  # dropout differs between processes
+        if self.env.world_size > 1:
+            device_ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids)
+        return model
+
+    @property
+    def network(self) -> nn.Module:
+        """The model without its ``DistributedDataParallel`` wrapper."""
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    # ---- one step -----------------------------------------------------------------------------------------------
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        while True:
+            if self._batches is None:
+                epoch, step = divmod(self.iteration, self.sampler.steps_per_epoch)
+                self.sampler.set_epoch(epoch, step)
+                self._batches = iter(self.loader)
+            try:
+                images, masks = next(self._batches)
+            except StopIteration:
+                self._batches = None
+                continue
+            memory_format = torch.channels_last if self.config.train.channels_last else torch.preserve_format
+            images = images.to(self.env.device, non_blocking=True, memory_format=memory_format)
+            return images, masks.to(self.env.device, non_blocking=True)
+
+    def step(self) -> float:
+        """One optimizer step over the global batch; returns its loss (averaged over processes)."""
+        self.model.train()
+        total = torch.zeros((), device=self.env.device)
+        for micro in range(self.accumulation):
+            images, masks = self._next_batch()
+            last = micro == self.accumulation - 1
+            no_sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and not last else None
+            with no_sync or contextlib.nullcontext():
+                with torch.autocast(self.env.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    loss = segmentation_loss(self.model(images), masks, self.config.train) / self.accumulation
+                self.scaler.scale(loss).backward()
+            total += loss.detach()
+        loss_value = distributed.sum_across_processes(total).item() / self.env.world_size
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingError(
+                f"the loss is {loss_value} at iteration {self.iteration + 1}: training stopped; the last good "
+                f"checkpoint stays in {self.run_dir / CHECKPOINT} (try a lower train.lr, or train.amp=none)"
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.iteration += 1
+        return loss_value
+
+    # ---- checkpoints --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.env.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.env.device)
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "config": dataclasses.asdict(self.config),
+            "rng": distributed.all_gather_objects(rng),
+        }
+
+    def save(self) -> Path:
+        """Write ``last.pth`` atomically (main process; every process takes part in gathering RNG states)."""
+        state = self.state_dict()
+        path = self.run_dir / CHECKPOINT
+        if self.env.is_main:
+            atomic_save(state, path)
+        return path
+
+    def resume(self) -> None:
+        """Continue from ``run_dir/last.pth``: weights, optimizer, schedule, scaler, RNG and data position."""
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint to resume in {self.run_dir}: run without --resume to start afresh")
+        state = read_checkpoint(path)
+        saved_config = state.get("config")
+        if saved_config != dataclasses.asdict(self.config):
+            changed = _differences(saved_config or {}, dataclasses.asdict(self.config))
+            raise CheckpointError(
+                f"{path} was trained with another config ({changed}): resume with the same --config and --set values"
+            )
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration = state["iteration"]
+        self._batches = None
+        rngs = state["rng"]
+        if len(rngs) == self.env.world_size:
+            rng = rngs[self.env.rank]
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
+            if "cuda" in rng and self.env.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.env.device)
+
+    # ---- the whole run ------------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, Any]:
+        """mIoU and friends on the validation split, computed across all processes."""
+        return evaluate(self.network, self.val_set, num_classes=self.config.model.num_classes, env=self.env)
+
+    def fit(
+        self,
+        *,
+        resume: bool = False,
+        progress: bool | None = None,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Train to ``total_steps``, evaluating every ``eval_every_epochs`` and at the end; returns final metrics.
+
+        ``on_record`` (main process) sees every record written to the log, e.g. to draw live curves.
+        """
+        log = RunLog(self.run_dir / LOG, enabled=self.env.is_main, on_record=on_record)
+        if resume:
+            self.resume()
+            log.truncate_after(self.iteration)
+        elif self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            log.clear()
+        if self.env.is_main:
+            (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+        train_config, steps_per_epoch = self.config.train, self.sampler.steps_per_epoch
+        show = self.env.is_main and (
+            sys.stderr.isatty() or "ipykernel" in sys.modules if progress is None else progress
+        )
+        bar = tqdm(total=self.total_steps, initial=self.iteration, disable=not show, desc=self.config.name, unit="it")
+        metrics: dict[str, Any] = {}
+        start = time.perf_counter()
+        while self.iteration < self.total_steps:
+            loss = self.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch, "loss": loss,
+                      "lr": self.scheduler.get_last_lr()[0]}  # fmt: skip
+            if self.iteration % train_config.log_every == 0 or self.iteration == self.total_steps:
+                log.write(record)
+                if not show and self.env.is_main:
+                    print(f"iter {self.iteration}/{self.total_steps} loss {loss:.4f} lr {record['lr']:.6f}", flush=True)
+            epoch_done = self.iteration % steps_per_epoch == 0
+            epoch = self.iteration // steps_per_epoch
+            if self.iteration == self.total_steps or (epoch_done and epoch % train_config.eval_every_epochs == 0):
+                metrics = self.evaluate()
+                log.write({"iter": self.iteration, "epoch": self.iteration / steps_per_epoch, **_scalars(metrics)})
+            if self.iteration % train_config.checkpoint_every == 0 or self.iteration == self.total_steps:
+                self.save()
+        bar.close()
+        if not metrics:  # resumed after the end: evaluate the finished model
+            metrics = self.evaluate()
+        metrics = {**metrics, "iterations": self.iteration, "train_seconds_this_session": time.perf_counter() - start}
+        if self.env.is_main:
+            atomic_write_json(self.run_dir / FINAL_METRICS, metrics)
+        return metrics
+
+
+class RunLog:
+    """Metrics as JSON lines, one record per line, appended as training goes."""
+
+    def __init__(
+        self, path: Path, *, enabled: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        self.path, self.enabled, self.on_record = path, enabled, on_record
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            record = jsonable(record)
+            with self.path.open("a") as file:
+                file.write(json.dumps(record, allow_nan=False) + "\n")
+            if self.on_record:
+                self.on_record(record)
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.path.unlink(missing_ok=True)
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop records written after ``iteration`` (by a run that crashed before its next checkpoint)."""
+        if self.enabled and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["iter"] <= iteration]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tensors as lists and NaN (the IoU of a class absent from data and prediction) as ``None``."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as strict JSON (see ``jsonable``) atomically."""
+    atomic_write_text(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in metrics.items()
+        if isinstance(value, int | float | list) and key != "confusion_matrix"
+    }
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> str:
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = _differences(old, new, f"{prefix}{key}.")
+            if inner:
+                changed.append(inner)
+        elif old != new and not (isinstance(old, list | tuple) and tuple(old) == tuple(new or ())):
+            changed.append(f"{prefix}{key}: {old} vs {new}")
+    return ", ".join(changed)
+
+
+def train(
+    config: Config,
+    data_root: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` in this process (and its ``torchrun`` peers); returns the final validation metrics.
+
+    Writes ``run_dir/{last.pth, metrics.jsonl, metrics.json, config.json}``; ``on_record`` sees each log record.
+    """
+    env = distributed.setup(device)
+    try:
+        return Trainer(config, data_root, run_dir, env).fit(resume=resume, on_record=on_record)
+    finally:
+        distributed.teardown()

@@ -1,0 +1,19 @@
+"""The errors that mean "bad input": the command line prints them as one line instead of a traceback."""
+
+from deeplab.config import ConfigError
+from deeplab.data.classes import UnknownDatasetError
+from deeplab.data.datasets import DatasetError
+from deeplab.engine.metrics import LabelError
+from deeplab.engine.train import TrainingError
+from deeplab.models.weights import CheckpointError
+from deeplab.viz import MaskError
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    LabelError,
+    MaskError,
+    TrainingError,
+    UnknownDatasetError,
+)

@@ -1,0 +1,153 @@
+"""Batch reproduction: run the training notebook once per config with papermill, then tabulate the results.
+
+Each config gets ``OUT/<config>/``: the executed notebook, its log, and the run folder with checkpoints and the
+``metrics.json`` the notebook's training writes. Re-running skips configs whose ``metrics.json`` exists and
+resumes the others from their last checkpoint; a config that fails is reported and the others go on.
+``results.md`` lays the numbers out like the reference table, with reported and measured columns apart.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deeplab.config import get_config
+
+TRAINING_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_training.ipynb"
+
+# mIoU (%) reported in the DeepLabV3+ README of the sssegmentation toolbox (single scale).
+REPORTED = {
+    "voc-r50-d8": 77.43, "voc-r50-d16": 76.92, "voc-r101-d8": 79.19, "voc-r101-d16": 78.31,
+    "ade20k-r50-d8": 44.51, "ade20k-r50-d16": 43.21, "ade20k-r101-d8": 45.72, "ade20k-r101-d16": 45.22,
+    "cityscapes-r50-d8": 80.38, "cityscapes-r50-d16": 79.73, "cityscapes-r101-d8": 81.09, "cityscapes-r101-d16": 80.20,
+}  # fmt: skip
+DATASET_ROWS = {
+    "voc": "VOC trainaug/val (512x512, 16, 60)",
+    "ade20k": "ADE20k train/val (512x512, 16, 130)",
+    "cityscapes": "Cityscapes train/val (512x1024, 8, 220)",
+}
+# Smoke mode: every config's machinery on the toy data, one tiny step each.
+SMOKE_OVERRIDES = [
+    "data.dataset=toy", "data.train_split=train", "data.crop_size=64,64", "data.scale=96,64",
+    "data.num_workers=0", "train.batch_size=2", "train.iterations=1", "train.log_every=1",
+]  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    """What became of one config: ``done``, ``skipped`` (finished earlier) or ``failed``."""
+
+    name: str
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str = ""
+
+
+def run_config(
+    name: str, data_root: Path, out: Path, *, overrides: list[str], device: str | None, nproc_per_node: int
+) -> Outcome:
+    """Execute the training notebook for ``name`` into ``out/name`` (resuming if a checkpoint is there)."""
+    import papermill
+
+    folder = out / name
+    metrics_file = folder / "run" / "metrics.json"
+    if metrics_file.is_file():
+        return Outcome(name, "skipped", json.loads(metrics_file.read_text()))
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    parameters = {
+        "config_name": name,
+        "data_root": str(data_root.resolve()),
+        "run_dir": str((folder / "run").resolve()),
+        "overrides": overrides,
+        "device": device,
+        "resume": (folder / "run" / "last.pth").is_file(),
+        "nproc_per_node": nproc_per_node,
+    }
+    try:
+        with open(folder / "notebook.log", "w") as log:
+            papermill.execute_notebook(
+                TRAINING_NOTEBOOK,
+                folder / "07_training.ipynb",
+                parameters=parameters,
+                cwd=TRAINING_NOTEBOOK.parent,
+                log_output=True,
+                stdout_file=log,
+                stderr_file=log,
+                progress_bar=False,
+            )
+    except Exception as error:  # noqa: BLE001 - one failed config must not stop the others
+        (folder / "error.txt").write_text(traceback.format_exc())
+        return Outcome(name, "failed", seconds=time.perf_counter() - start, error=str(error).strip().splitlines()[-1])
+    return Outcome(name, "done", json.loads(metrics_file.read_text()), time.perf_counter() - start)
+
+
+def hardware() -> str:
+    """A short description of the machine that ran the batch."""
+    import torch
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        return f"{count} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    processor = platform.processor() or platform.machine()
+    return f"CPU ({processor}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def results_table(outcomes: list[Outcome], *, data_note: str, machine: str) -> str:
+    """``results.md``: the reference table's layout, reported and measured mIoU in separate columns."""
+    lines = [
+        "# DeepLabV3+ results",
+        "",
+        f"Measured here on: {machine}. Data: {data_note}.",
+        "Reported: the DeepLabV3+ README of the sssegmentation toolbox (mIoU %, single scale).",
+        "",
+        "| dataset (crop, batch, epochs) | config | reported mIoU (%) | measured here mIoU (%) | status | wall time |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    by_name = {outcome.name: outcome for outcome in outcomes}
+    for dataset, label in DATASET_ROWS.items():
+        first = True
+        for name in (n for n in REPORTED if n.startswith(f"{dataset}-")):
+            outcome = by_name.get(name)
+            measured = f"{100 * outcome.metrics['miou']:.2f}" if outcome and "miou" in outcome.metrics else "—"
+            status = "not run" if outcome is None else outcome.status + (f": {outcome.error}" if outcome.error else "")
+            wall = f"{outcome.seconds / 60:.1f} min" if outcome and outcome.seconds else "—"
+            lines.append(
+                f"| {label if first else ''} | {name} | {REPORTED[name]:.2f} | {measured} | {status} | {wall} |"
+            )
+            first = False
+    return "\n".join(lines) + "\n"
+
+
+def reproduce(
+    names: list[str],
+    data_root: str | Path,
+    out: str | Path,
+    *,
+    smoke: bool = False,
+    overrides: list[str] | None = None,
+    device: str | None = None,
+    nproc_per_node: int = 1,
+) -> list[Outcome]:
+    """Run every config in ``names`` (``["all"]`` for the 12), print a line per config, write ``results.md``."""
+    names = list(REPORTED) if names == ["all"] else names
+    for name in names:
+        get_config(name)  # fails early, with the valid names, on a typo
+    out, data_root = Path(out), Path(data_root)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = [*(SMOKE_OVERRIDES if smoke else []), *(overrides or [])]
+    outcomes = []
+    for name in names:
+        outcome = run_config(name, data_root, out, overrides=extra, device=device, nproc_per_node=nproc_per_node)
+        shown = f"mIoU {100 * outcome.metrics['miou']:.2f}" if "miou" in outcome.metrics else outcome.error
+        print(f"{name}: {outcome.status} {shown} ({outcome.seconds:.0f} s)", flush=True)
+        outcomes.append(outcome)
+    data_note = "the toy dataset with one-step smoke schedules (not comparable)" if smoke else f"{data_root}"
+    (out / "results.md").write_text(results_table(outcomes, data_note=data_note, machine=hardware()))
+    return outcomes

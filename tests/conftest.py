@@ -1,0 +1,32 @@
+"""Fixtures shared by the engine tests: a tiny toy dataset in the VOC layout and a small training config."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A CPU-second-sized variant of toy-r50-d16: 64x64 crops, narrow heads, 2 optimizer steps per epoch on 8 images.
+TINY = [
+    "data.crop_size=64,64",
+    "data.scale=96,64",
+    "data.num_workers=0",
+    "model.channels=32",
+    "train.batch_size=4",
+    "train.batch_per_process=2",
+    "train.iterations=6",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+    "train.eval_every_epochs=1000",
+]
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory) -> Path:
+    """A data root holding ``toy/`` with 8 training and 4 validation images."""
+    root = tmp_path_factory.mktemp("data")
+    command = [sys.executable, str(REPO / "data_scripts" / "make_toy.py"), "--root", str(root)]
+    subprocess.run([*command, "--train", "8", "--val", "4"], check=True, capture_output=True)
+    return root

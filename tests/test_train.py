@@ -1,0 +1,178 @@
+"""The training engine: the recipe's schedule and loss, learning, exact resume after SIGKILL, and DDP."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from deeplab import build_model, get_config
+from deeplab.engine import train as engine
+from deeplab.engine.distributed import Distributed
+from deeplab.engine.train import Trainer, TrainingError, poly_factor, read_log, segmentation_loss
+from tests.conftest import TINY
+
+CPU = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+def deeplab_train(*args: str, env: dict | None = None, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    command = [sys.executable, *launcher, "-m", "deeplab", "train", "--config", "toy-r50-d16", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+def tiny_args(toy_root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--data-root", str(toy_root), "--out", str(out), *(f"--set={item}" for item in [*TINY, *extra])]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "last.pth", weights_only=True)["model"]
+
+
+def test_poly_schedule_matches_the_reference_scheduler():
+    from ssseg.modules.models.schedulers.polyscheduler import PolyScheduler
+
+    total, lr = 40, 0.01
+    ours = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(ours, poly_factor(total, power=0.9, min_ratio=0.01))
+    theirs = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    reference = PolyScheduler(power=0.9, optimizer=theirs, lr=lr, min_lr=lr * 0.01, max_epochs=1, iters_per_epoch=total)
+    for iteration in range(total):
+        reference.cur_iter = iteration
+        assert math.isclose(ours.param_groups[0]["lr"], reference.updatelr(), rel_tol=1e-12), iteration
+        ours.step()
+        scheduler.step()
+    assert math.isclose(ours.param_groups[0]["lr"], lr * 0.01)  # the minimum at the end
+    assert poly_factor(100)(50) == pytest.approx(0.5**0.9 * 0.99 + 0.01, abs=1e-12)
+
+
+def test_loss_ignores_255_and_adds_the_auxiliary_term_at_0_4():
+    config = get_config("toy-r50-d16").train
+    masks = torch.tensor([[[0, 1], [255, 2]]])  # (1, 2, 2)
+    out, aux = torch.randn(1, 3, 2, 2), torch.randn(1, 3, 2, 2)
+    valid = [(0, 0, 0), (0, 0, 1), (0, 1, 1)]
+
+    def by_hand(logits):
+        return torch.stack([-logits[n].log_softmax(0)[masks[n, i, j], i, j] for n, i, j in valid]).mean()
+
+    torch.testing.assert_close(segmentation_loss({"out": out}, masks, config), by_hand(out))
+    torch.testing.assert_close(
+        segmentation_loss({"out": out, "aux": aux}, masks, config), by_hand(out) + 0.4 * by_hand(aux)
+    )
+
+
+def test_overfits_one_batch_to_near_zero_loss():
+    torch.manual_seed(0)
+    config = get_config("toy-r50-d16", ["model.channels=32", "model.dropout=0"])
+    model = build_model(config).train()
+    images = torch.randn(2, 3, 64, 64)
+    masks = torch.zeros(2, 64, 64, dtype=torch.long)
+    masks[0, 8:40, 16:48], masks[1, 30:60, 4:30], masks[1, :6] = 1, 2, 255
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(80):
+        loss = segmentation_loss(model(images), masks, config.train)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 < 2 < losses[0]
+    with torch.no_grad():  # still with this batch's BatchNorm statistics, as in the steps above
+        accuracy = (model(images)["out"].argmax(1) == masks)[masks != 255].float().mean()
+    assert accuracy > 0.99
+
+
+def test_trainer_learns_and_logs(toy_root, tmp_path):
+    config = get_config("toy-r50-d16", TINY)
+    records = []
+    metrics = Trainer(config, toy_root, tmp_path, CPU).fit(progress=False, on_record=records.append)
+    log = read_log(tmp_path / "metrics.jsonl")
+    assert log == records
+    losses = [record["loss"] for record in log if "loss" in record]
+    assert [record["iter"] for record in log if "loss" in record] == [1, 2, 3, 4, 5, 6]
+    assert losses[-1] < losses[0]
+    assert log[-1]["iter"] == 6 and 0 <= log[-1]["miou"] <= 1 and len(log[-1]["iou"]) == 6
+    assert json.loads((tmp_path / "metrics.json").read_text())["miou"] == metrics["miou"]
+    assert torch.load(tmp_path / "last.pth", weights_only=True)["iteration"] == 6
+
+
+def test_resume_after_sigkill_gives_bit_identical_weights(toy_root, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert deeplab_train(*tiny_args(toy_root, straight, "train.checkpoint_every=2")).returncode == 0
+
+    command = [sys.executable, "-m", "deeplab", "train", "--config", "toy-r50-d16", *tiny_args(toy_root, killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "last.pth").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert torch.load(killed / "last.pth", weights_only=True)["iteration"] < 6
+
+    resumed = deeplab_train(*tiny_args(toy_root, killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    expected, actual = final_weights(straight), final_weights(killed)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    assert read_log(killed / "metrics.jsonl") == read_log(straight / "metrics.jsonl")
+
+
+def test_two_gloo_processes_equal_one_process_with_accumulation(toy_root, tmp_path):
+    exact = ["model.dropout=0", "train.amp=none", "train.iterations=4"]  # dropout draws differ between processes
+    # One thread each: BatchNorm over 2 images makes some gradients so ill-conditioned that another thread
+    # count's summation order alone changes them by percents.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = deeplab_train(*tiny_args(toy_root, tmp_path / "one", *exact), env=env)
+    assert single.returncode == 0, single.stderr
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+    double = deeplab_train(*tiny_args(toy_root, tmp_path / "two", *exact), env=env, launcher=torchrun)
+    assert double.returncode == 0, double.stderr
+    one, two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    parameters = dict(build_model(get_config("toy-r50-d16", TINY)).named_parameters())
+    for name in parameters:  # not the BatchNorm running statistics: DDP keeps rank 0's
+        torch.testing.assert_close(two[name], one[name], msg=name)
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(toy_root, tmp_path, monkeypatch):
+    config = get_config("toy-r50-d16", [*TINY, "train.checkpoint_every=1"])
+    trainer = Trainer(config, toy_root, tmp_path, CPU)
+
+    def poisoned(outputs, masks, train_config):
+        loss = segmentation_loss(outputs, masks, train_config)
+        return loss * math.nan if trainer.iteration == 2 else loss
+
+    monkeypatch.setattr(engine, "segmentation_loss", poisoned)
+    with pytest.raises(
+        TrainingError, match=r"the loss is nan at iteration 3: training stopped; the last good checkpoint"
+    ):
+        trainer.fit(progress=False)
+    kept = torch.load(tmp_path / "last.pth", weights_only=True)
+    assert kept["iteration"] == 2
+    assert all(torch.isfinite(value).all() for value in kept["model"].values() if value.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.amp=fp16", "train.amp=fp16 needs a GPU"),
+        ("train.batch_per_process=1", "train.batch_per_process=1 gives BatchNorm a single image"),
+        ("train.batch_size=5", "train.batch_size=5 is not a multiple of train.batch_per_process=2"),
+        ("train.amp=fp8", "train.amp='fp8' is not one of none, bf16, fp16"),
+    ],
+)
+def test_impossible_settings_are_refused_before_training(toy_root, tmp_path, override, message):
+    with pytest.raises(TrainingError, match=message):
+        Trainer(get_config("toy-r50-d16", [*TINY, override]), toy_root, tmp_path, CPU)
+
+
+def test_resume_refuses_another_config(toy_root, tmp_path):
+    Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1"]), toy_root, tmp_path, CPU).fit(progress=False)
+    other = Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1", "train.lr=0.1"]), toy_root, tmp_path, CPU)
+    with pytest.raises(Exception, match=r"trained with another config \(train.lr: 0.02 vs 0.1\)"):
+        other.fit(resume=True, progress=False)
