@@ -16,10 +16,10 @@ from pathlib import Path
 
 from download import (
     Resource,
-    add_common_arguments,
     check_archive_names,
     check_counts,
     count_pairs,
+    dataset_parser,
     fetch_and_extract,
     run_main,
 )
@@ -57,8 +57,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line; see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = dataset_parser(__doc__)
     run_main(prepare, parser, argv)
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 from download import (
     DataScriptError,
-    add_common_arguments,
     archive_for,
     check_archive_names,
     check_counts,
     count_pairs,
+    dataset_parser,
     extract,
     run_main,
     run_once,
@@ -124,8 +124,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line; see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    parser = dataset_parser(__doc__)
     parser.add_argument(
         "--workers",
         type=int,

@@ -265,6 +265,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def dataset_parser(description: str) -> argparse.ArgumentParser:
+    """The command line every dataset script shares (``--root``, ``--archive``, ...), described by ``description``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    return parser
+
+
 def run_main(
     main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> None:

@@ -179,16 +179,6 @@ class ToyDataset(VOCSegmentation):
     splits = ("train", "val")
     aug_splits = ()
 
-    def _raw_values(self) -> torch.Tensor:
-        valid = torch.zeros(256, dtype=torch.bool)
-        valid[: self.num_classes + self.reduce_zero_label] = True
-        valid[IGNORE_INDEX] = not self.reduce_zero_label
-        return valid
-
-    def _describe_raw_values(self) -> str:
-        upper = self.num_classes + self.reduce_zero_label
-        return f"[0, {upper})" if self.reduce_zero_label else f"[0, {upper}) and {IGNORE_INDEX}"
-
     def prepare_hint(self) -> str:
         return f"run `python data_scripts/make_toy.py --root {self.root}` to generate it"
 
