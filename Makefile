@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format lab reproduce bench clean
 
 setup: $(STAMP)  ## create .venv and install the package with its dev extra
 
@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: setup  ## print the model zoo: parameters and GFLOPs of the 12 reference configs
-	$(BIN)/python -m deeplab models
+demo: setup  ## make the toy dataset, train a toy DeepLabV3+ on the CPU (~10 min), print its per-class IoU
+	$(BIN)/python data_scripts/make_toy.py --root data
+	$(BIN)/python -m deeplab train --config toy-r50-d16 --data-root data --out runs/demo
 
 lint: setup  ## ruff lint and format check (notebooks included)
 	$(BIN)/ruff check .
@@ -23,6 +24,17 @@ lint: setup  ## ruff lint and format check (notebooks included)
 
 test: lint  ## the whole suite
 	$(BIN)/python -m pytest
+
+lab: setup  ## start JupyterLab on the course notebooks
+	$(BIN)/jupyter lab notebooks
+
+reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=dir [CONFIGS=a,b] for real runs
+	$(if $(DATA),,$(BIN)/python data_scripts/make_toy.py --root data)
+	$(BIN)/python -m deeplab reproduce --configs $(or $(CONFIGS),all) --data-root $(or $(DATA),data) \
+		--out runs/repro $(if $(DATA),,--smoke)
+
+bench: setup  ## speed and memory against peer implementations; writes benchmarks/results/
+	$(BIN)/python -m benchmarks
 
 format: setup  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
