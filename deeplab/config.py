@@ -110,7 +110,7 @@ def _toy_config(depth: int, output_stride: int) -> Config:
             iterations=1200,
             batch_size=8,
             batch_per_process=8,
-            lr=0.02,
+            lr=0.05,
             amp="bf16",
             channels_last=True,
             eval_every_epochs=10,

@@ -174,5 +174,5 @@ def test_impossible_settings_are_refused_before_training(toy_root, tmp_path, ove
 def test_resume_refuses_another_config(toy_root, tmp_path):
     Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1"]), toy_root, tmp_path, CPU).fit(progress=False)
     other = Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1", "train.lr=0.1"]), toy_root, tmp_path, CPU)
-    with pytest.raises(Exception, match=r"trained with another config \(train.lr: 0.02 vs 0.1\)"):
+    with pytest.raises(Exception, match=r"trained with another config \(train.lr: 0.05 vs 0.1\)"):
         other.fit(resume=True, progress=False)
