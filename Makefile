@@ -31,7 +31,7 @@ lab: setup  ## start JupyterLab on the course notebooks
 reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=dir [CONFIGS=a,b] for real runs
 	$(if $(DATA),,$(BIN)/python data_scripts/make_toy.py --root data)
 	$(BIN)/python -m deeplab reproduce --configs $(or $(CONFIGS),all) --data-root $(or $(DATA),data) \
-		--out runs/repro $(if $(DATA),,--smoke)
+		--out $(if $(DATA),runs/repro,runs/repro-smoke) $(if $(DATA),,--smoke)
 
 bench: setup  ## speed and memory against peer implementations; writes benchmarks/results/
 	$(BIN)/python -m benchmarks

@@ -1,13 +1,15 @@
 """Batch reproduction: run the training notebook once per config with papermill, then tabulate the results.
 
 Each config gets ``OUT/<config>/``: the executed notebook, its log, and the run folder with checkpoints and the
-``metrics.json`` the notebook's training writes. Re-running skips configs whose ``metrics.json`` exists and
-resumes the others from their last checkpoint; a config that fails is reported and the others go on.
+``metrics.json`` the notebook's training writes. Re-running skips configs whose ``metrics.json`` exists (and was
+trained with the same settings) and resumes the others from their last checkpoint; a config that fails is reported
+and the others go on.
 ``results.md`` lays the numbers out like the reference table, with reported and measured columns apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -52,14 +54,27 @@ class Outcome:
 def run_config(
     name: str, data_root: Path, out: Path, *, overrides: list[str], device: str | None, nproc_per_node: int
 ) -> Outcome:
-    """Execute the training notebook for ``name`` into ``out/name`` (resuming if a checkpoint is there)."""
+    """Execute the training notebook for ``name`` into ``out/name`` (resuming if a checkpoint is there).
+
+    A finished run is skipped only if it was trained with the same config and overrides; otherwise it would put
+    another experiment's numbers (e.g. a smoke run's) in the table, so the config is reported as failed.
+    """
     import papermill
 
     folder = out / name
     metrics_file = folder / "run" / "metrics.json"
     if metrics_file.is_file():
-        return Outcome(name, "skipped", json.loads(metrics_file.read_text()))
+        changed = _changed_keys(folder / "run" / "config.json", name, overrides)
+        if not changed:
+            return Outcome(name, "skipped", json.loads(metrics_file.read_text()))
+        error = (
+            f"{folder / 'run'} holds a finished run with other settings ({', '.join(changed)}): "
+            "use another output folder, or delete that one to train again"
+        )
+        (folder / "error.txt").write_text(error + "\n")
+        return Outcome(name, "failed", error=error)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "error.txt").unlink(missing_ok=True)  # left by an earlier, failed attempt
     start = time.perf_counter()
     parameters = {
         "config_name": name,
@@ -71,7 +86,7 @@ def run_config(
         "nproc_per_node": nproc_per_node,
     }
     try:
-        with open(folder / "notebook.log", "w") as log:
+        with open(folder / "notebook.log", "a") as log:  # a resumed run keeps the earlier sessions' log
             papermill.execute_notebook(
                 TRAINING_NOTEBOOK,
                 folder / "07_training.ipynb",
@@ -84,8 +99,24 @@ def run_config(
             )
     except Exception as error:  # noqa: BLE001 - one failed config must not stop the others
         (folder / "error.txt").write_text(traceback.format_exc())
-        return Outcome(name, "failed", seconds=time.perf_counter() - start, error=str(error).strip().splitlines()[-1])
+        last_line = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        return Outcome(name, "failed", seconds=time.perf_counter() - start, error=last_line)
     return Outcome(name, "done", json.loads(metrics_file.read_text()), time.perf_counter() - start)
+
+
+def _changed_keys(config_file: Path, name: str, overrides: list[str]) -> list[str]:
+    """The ``section.key`` names whose values in a run's ``config.json`` differ from ``name`` with ``overrides``."""
+    requested = json.loads(json.dumps(dataclasses.asdict(get_config(name, overrides))))  # tuples -> lists
+    saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    if saved.get("name") != name:
+        return ["name"]
+    return [
+        f"{section}.{key}"
+        for section, values in requested.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+        if saved.get(section, {}).get(key) != value
+    ]
 
 
 def hardware() -> str:
@@ -111,17 +142,17 @@ def results_table(outcomes: list[Outcome], *, data_note: str, machine: str) -> s
         "|---|---|---:|---:|---|---:|",
     ]
     by_name = {outcome.name: outcome for outcome in outcomes}
-    for dataset, label in DATASET_ROWS.items():
-        first = True
-        for name in (n for n in REPORTED if n.startswith(f"{dataset}-")):
+    groups = {label: [n for n in REPORTED if n.startswith(f"{dataset}-")] for dataset, label in DATASET_ROWS.items()}
+    groups["other configs (not in the reference)"] = [n for n in by_name if n not in REPORTED]
+    for label, names in groups.items():
+        for index, name in enumerate(names):
             outcome = by_name.get(name)
+            reported = f"{REPORTED[name]:.2f}" if name in REPORTED else "—"
             measured = f"{100 * outcome.metrics['miou']:.2f}" if outcome and "miou" in outcome.metrics else "—"
             status = "not run" if outcome is None else outcome.status + (f": {outcome.error}" if outcome.error else "")
+            status = status.replace("|", "\\|")  # a '|' in an error message would split the table's cell
             wall = f"{outcome.seconds / 60:.1f} min" if outcome and outcome.seconds else "—"
-            lines.append(
-                f"| {label if first else ''} | {name} | {REPORTED[name]:.2f} | {measured} | {status} | {wall} |"
-            )
-            first = False
+            lines.append(f"| {label if index == 0 else ''} | {name} | {reported} | {measured} | {status} | {wall} |")
     return "\n".join(lines) + "\n"
 
 
@@ -135,19 +166,25 @@ def reproduce(
     device: str | None = None,
     nproc_per_node: int = 1,
 ) -> list[Outcome]:
-    """Run every config in ``names`` (``["all"]`` for the 12), print a line per config, write ``results.md``."""
+    """Run every config in ``names`` (``["all"]`` for the 12), print a line per config, write ``results.md``.
+
+    ``results.md`` is rewritten (atomically) after each config, so an interrupted batch leaves a current table.
+    """
+    from deeplab.engine.train import atomic_write_text
+
     names = list(REPORTED) if names == ["all"] else names
+    extra = [*(SMOKE_OVERRIDES if smoke else []), *(overrides or [])]
     for name in names:
-        get_config(name)  # fails early, with the valid names, on a typo
+        get_config(name, extra)  # fails early, in one line, on a misspelt name or override
     out, data_root = Path(out), Path(data_root)
     out.mkdir(parents=True, exist_ok=True)
-    extra = [*(SMOKE_OVERRIDES if smoke else []), *(overrides or [])]
+    data_note = "the toy dataset with one-step smoke schedules (not comparable)" if smoke else f"{data_root}"
+    machine = hardware()
     outcomes = []
     for name in names:
         outcome = run_config(name, data_root, out, overrides=extra, device=device, nproc_per_node=nproc_per_node)
         shown = f"mIoU {100 * outcome.metrics['miou']:.2f}" if "miou" in outcome.metrics else outcome.error
         print(f"{name}: {outcome.status} {shown} ({outcome.seconds:.0f} s)", flush=True)
         outcomes.append(outcome)
-    data_note = "the toy dataset with one-step smoke schedules (not comparable)" if smoke else f"{data_root}"
-    (out / "results.md").write_text(results_table(outcomes, data_note=data_note, machine=hardware()))
+        atomic_write_text(out / "results.md", results_table(outcomes, data_note=data_note, machine=machine))
     return outcomes
