@@ -186,7 +186,9 @@ def test_lesson_runs_in_jupyterlab(chromium: Path, jupyterlab: Server) -> None:
     code_cells = sum(cell.cell_type == "code" for cell in nbformat.read(notebook, as_version=4).cells)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=["--no-sandbox", "--disable-background-networking"]
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{jupyterlab.url}/lab/tree/{notebook.name}?token={jupyterlab.token}")
