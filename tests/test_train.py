@@ -176,3 +176,17 @@ def test_resume_refuses_another_config(toy_root, tmp_path):
     other = Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1", "train.lr=0.1"]), toy_root, tmp_path, CPU)
     with pytest.raises(Exception, match=r"trained with another config \(train.lr: 0.05 vs 0.1\)"):
         other.fit(resume=True, progress=False)
+
+
+def test_a_fresh_start_removes_the_earlier_runs_final_metrics(toy_root, tmp_path):
+    """A run that starts afresh in a finished run's folder and stops early must not leave the old metrics.json."""
+    config = get_config("toy-r50-d16", [*TINY, "train.iterations=1"])
+    Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
+    assert (tmp_path / "metrics.json").is_file()
+
+    def stop(record: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, toy_root, tmp_path, CPU).fit(progress=False, on_record=stop)
+    assert not (tmp_path / "metrics.json").exists()

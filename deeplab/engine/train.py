@@ -291,6 +291,7 @@ class Trainer:
         elif self.env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             log.clear()
+            (self.run_dir / FINAL_METRICS).unlink(missing_ok=True)  # an earlier run's; this one has not finished
         if self.env.is_main:
             (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
         train_config, steps_per_epoch = self.config.train, self.sampler.steps_per_epoch
