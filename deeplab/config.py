@@ -193,3 +193,17 @@ def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:
         return kind(text)
     except ValueError as error:
         raise ConfigError(f"{key} expects {getattr(kind, '__name__', kind)}, got {text!r} ({error})") from None
+
+
+def config_differences(saved: dict[str, typing.Any], current: dict[str, typing.Any], prefix: str = "") -> str:
+    """The ``section.key: old vs new`` pairs where two ``dataclasses.asdict`` configs differ (lists equal tuples)."""
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = config_differences(old, new, f"{prefix}{key}.")
+            if inner:
+                changed.append(inner)
+        elif old != new and not (isinstance(old, list | tuple) and tuple(old) == tuple(new or ())):
+            changed.append(f"{prefix}{key}: {old} vs {new}")
+    return ", ".join(changed)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeplab.config import get_config
+from deeplab.config import config_differences, get_config
 
 TRAINING_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_training.ipynb"
 
@@ -64,11 +64,11 @@ def run_config(
     folder = out / name
     metrics_file = folder / "run" / "metrics.json"
     if metrics_file.is_file():
-        changed = _changed_keys(folder / "run" / "config.json", name, overrides)
+        changed = _changed_settings(folder / "run" / "config.json", name, overrides)
         if not changed:
             return Outcome(name, "skipped", json.loads(metrics_file.read_text()))
         error = (
-            f"{folder / 'run'} holds a finished run with other settings ({', '.join(changed)}): "
+            f"{folder / 'run'} holds a finished run with other settings ({changed}): "
             "use another output folder, or delete that one to train again"
         )
         (folder / "error.txt").write_text(error + "\n")
@@ -104,19 +104,10 @@ def run_config(
     return Outcome(name, "done", json.loads(metrics_file.read_text()), time.perf_counter() - start)
 
 
-def _changed_keys(config_file: Path, name: str, overrides: list[str]) -> list[str]:
-    """The ``section.key`` names whose values in a run's ``config.json`` differ from ``name`` with ``overrides``."""
-    requested = json.loads(json.dumps(dataclasses.asdict(get_config(name, overrides))))  # tuples -> lists
+def _changed_settings(config_file: Path, name: str, overrides: list[str]) -> str:
+    """How a run's ``config.json`` differs from ``name`` with ``overrides`` (empty when they are the same)."""
     saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    if saved.get("name") != name:
-        return ["name"]
-    return [
-        f"{section}.{key}"
-        for section, values in requested.items()
-        if isinstance(values, dict)
-        for key, value in values.items()
-        if saved.get(section, {}).get(key) != value
-    ]
+    return config_differences(saved, dataclasses.asdict(get_config(name, overrides)))
 
 
 def hardware() -> str:

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from deeplab.config import Config, TrainConfig
+from deeplab.config import Config, TrainConfig, config_differences
 from deeplab.data import build_dataset
 from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
@@ -250,7 +250,7 @@ class Trainer:
         state = read_checkpoint(path)
         saved_config = state.get("config")
         if saved_config != dataclasses.asdict(self.config):
-            changed = _differences(saved_config or {}, dataclasses.asdict(self.config))
+            changed = config_differences(saved_config or {}, dataclasses.asdict(self.config))
             raise CheckpointError(
                 f"{path} was trained with another config ({changed}): resume with the same --config and --set values"
             )
@@ -388,19 +388,6 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
         for key, value in metrics.items()
         if isinstance(value, int | float | list) and key != "confusion_matrix"
     }
-
-
-def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> str:
-    changed = []
-    for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            inner = _differences(old, new, f"{prefix}{key}.")
-            if inner:
-                changed.append(inner)
-        elif old != new and not (isinstance(old, list | tuple) and tuple(old) == tuple(new or ())):
-            changed.append(f"{prefix}{key}: {old} vs {new}")
-    return ", ".join(changed)
 
 
 def train(
