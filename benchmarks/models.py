@@ -37,10 +37,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import deeplab
+from deeplab.config import TrainConfig
+from deeplab.engine.train import segmentation_loss
 from deeplab.models.fast import optimize_for_inference
 
 NUM_CLASSES = 21
-AUX_WEIGHT = 0.4
+TRAIN_CONFIG = TrainConfig()  # the reference loss: cross-entropy ignoring 255, + 0.4 x the auxiliary head's
 RESULTS = Path(__file__).resolve().parent / "results" / "models.md"
 IMPLEMENTATIONS = ("ours", "ours-fast", "smp", "torchvision", "reference")
 BF16_IMPLEMENTATIONS = ("ours-fast", "smp")  # bf16 for these only, to keep a CPU run under 15 minutes
@@ -95,21 +97,11 @@ def _peer(case: Case) -> nn.Module:
     return build(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, aux_loss=False)
 
 
-def _loss(outputs: dict[str, torch.Tensor] | torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on ``out`` ``(N, C, H, W)`` against ``targets`` ``(N, H, W)``, + 0.4 x on ``aux`` if present."""
-    if isinstance(outputs, torch.Tensor):
-        outputs = {"out": outputs}
-    loss = F.cross_entropy(outputs["out"], targets)
-    if "aux" in outputs:
-        loss = loss + AUX_WEIGHT * F.cross_entropy(outputs["aux"], targets)
-    return loss
-
-
 def _forward(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, train: bool) -> torch.Tensor:
     """The loss of ``model`` on ``images`` ``(N, 3, H, W)`` in training, else its ``out`` logits ``(N, C, H, W)``."""
     outputs = model(images)
     if train:
-        return _loss(outputs, targets)
+        return segmentation_loss(outputs if isinstance(outputs, dict) else {"out": outputs}, targets, TRAIN_CONFIG)
     return outputs if isinstance(outputs, torch.Tensor) else outputs["out"]
 
 
