@@ -1,12 +1,13 @@
 """A small procedurally generated segmentation dataset in the PASCAL VOC layout, for lessons, tests and demos.
 
-Every image shows 1-3 objects of five classes told apart by their shape only (disc, square, triangle, cross, ring):
-their colours are random vivid ones and their textures (flat, stripes, checks, blotches, with pixel noise) random
-too. Objects vary in size and position, stand roughly upright (tilted up to 15 degrees, like photographed things),
-overlap (later ones on top, each earlier one keeping at least 85 % of its area in view) and sit on a nearly grey,
-textured, shaded background with clutter (thin lines and small dots) that belongs to the background. Like VOC's
-masks, a 1-pixel ignore (255) outline runs along the inside of every object's visible boundary. Images are between
-64 x 64 and 320 x 320 pixels.
+Every image shows 1-4 objects of five classes (disc, square, triangle, cross, ring). Like real object classes, each
+has its own shape and its own kind of surface (``CLASS_TEXTURES``: dots, checks, stripes, flat, blotches, in a random
+scale, angle and shade, with pixel noise) but no colour of its own: object colours are random vivid ones, so a model
+has to read pattern and outline, not hue. Objects vary in size and position, stand roughly upright (tilted up to 15
+degrees, like photographed things), overlap (later ones on top, each earlier one keeping at least 85 % of its area
+in view) and sit on a nearly grey background with a faint texture of any kind, shading and clutter (thin lines and
+small dots) that belongs to the background. Like VOC's masks, a 1-pixel ignore (255) outline runs along the inside
+of every object's visible boundary. Images are between 64 x 64 and 320 x 320 pixels.
 
     python data_scripts/make_toy.py --root data [--seed 0 --train 400 --val 100]
 
@@ -28,11 +29,14 @@ from deeplab.data.classes import IGNORE_INDEX, TOY_CLASSES, VOC_PALETTE
 
 SHAPES = TOY_CLASSES[1:]  # class k draws SHAPES[k - 1]
 SIZE_RANGE = (64, 320)  # image height and width, pixels
-MAX_OBJECTS = 3
+MAX_OBJECTS = 4
 MIN_RADIUS = 10  # pixels
 MAX_TILT = 15  # degrees an object may be rotated from upright
-RADIUS_RANGE = (0.08, 0.2)  # object radius as a share of the image's shorter side
-TEXTURE_CONTRAST = 25  # how much lighter or darker (0-255) a texture's second shade is
+RADIUS_RANGE = (0.12, 0.3)  # object radius as a share of the image's shorter side
+TEXTURES = ("flat", "stripes", "checks", "blotches", "dots")
+CLASS_TEXTURES = {"disc": "dots", "square": "checks", "triangle": "stripes", "cross": "flat", "ring": "blotches"}
+BACKGROUND_CONTRAST = (0, 25)  # how much lighter or darker (0-255) a texture's second shade is: faint on the background
+OBJECT_CONTRAST = (35, 70)  # and clear on objects
 OBJECT_SATURATION = (0.5, 1.0)  # HSV saturation of object colours: vivid
 BACKGROUND_SATURATION = (0.0, 0.2)  # and of the background and its clutter: nearly grey
 MIN_VISIBLE = 0.85  # every object keeps at least this share of its area in view
@@ -73,32 +77,45 @@ def random_color(
             return color
 
 
-def texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """A random texture ``(H, W, 3)`` float around colour ``base``: flat, stripes, checks or blotches of a lighter or
-    darker shade (up to ``TEXTURE_CONTRAST``), plus pixel noise."""
+def texture(
+    rng: np.random.Generator,
+    yy: np.ndarray,
+    xx: np.ndarray,
+    base: np.ndarray,
+    kind: str,
+    contrast: tuple[float, float] = BACKGROUND_CONTRAST,
+) -> np.ndarray:
+    """A ``kind`` texture (one of ``TEXTURES``) ``(H, W, 3)`` float around colour ``base``: a lighter or darker shade
+    (by ``contrast``, 0-255) in a random scale and orientation, plus pixel noise."""
     height, width = yy.shape
     angle = rng.uniform(0, np.pi)
     along = xx * np.cos(angle) + yy * np.sin(angle)
     across = -xx * np.sin(angle) + yy * np.cos(angle)
-    kind = rng.integers(4)
-    if kind == 0:
+    if kind == "flat":
         weight = np.zeros((height, width))
-    elif kind == 1:
-        weight = (np.sin(along * 2 * np.pi / rng.uniform(4, 14)) > 0).astype(float)
-    elif kind == 2:
-        cell = rng.uniform(3, 10)
+    elif kind == "stripes":
+        weight = (np.sin(along * 2 * np.pi / rng.uniform(8, 16)) > 0).astype(float)
+    elif kind == "checks":
+        cell = rng.uniform(6, 12)
         weight = ((np.floor(along / cell) + np.floor(across / cell)) % 2).astype(float)
-    else:
+    elif kind == "blotches":
         coarse = rng.uniform(0, 1, (height // 16 + 2, width // 16 + 2))
         weight = np.asarray(Image.fromarray(coarse.astype(np.float32)).resize((width, height), Image.BILINEAR))
-    shade = rng.uniform(-TEXTURE_CONTRAST, TEXTURE_CONTRAST)
+    elif kind == "dots":
+        cell = rng.uniform(10, 16)
+        offsets = (np.mod(along, cell) - cell / 2) ** 2 + (np.mod(across, cell) - cell / 2) ** 2
+        weight = (offsets <= (cell / 3) ** 2).astype(float)
+    else:
+        raise ValueError(f"unknown texture {kind!r}: use one of {', '.join(TEXTURES)}")
+    shade = rng.uniform(*contrast) * rng.choice((-1, 1))
     return base + (shade * weight)[..., None] + rng.normal(0, rng.uniform(2, 8), (height, width, 1))
 
 
 def background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """A textured, nearly grey background ``(H, W, 3)`` float with a shading gradient, thin lines and small dots."""
     height, width = yy.shape
-    image = texture(rng, yy, xx, random_color(rng, BACKGROUND_SATURATION, (0.2, 0.9)))
+    kind = TEXTURES[int(rng.integers(len(TEXTURES)))]
+    image = texture(rng, yy, xx, random_color(rng, BACKGROUND_SATURATION, (0.2, 0.9)), kind)
     direction = rng.uniform(0, 2 * np.pi)
     ramp = (xx / width - 0.5) * np.cos(direction) + (yy / height - 0.5) * np.sin(direction)  # (H, W), -0.7..0.7
     image += ramp[..., None] * rng.uniform(-40, 40)
@@ -156,7 +173,8 @@ def render_sample(
         areas.append(int(inside.sum()))
         color = random_color(rng, OBJECT_SATURATION, (0.45, 1.0), away_from=image[inside].mean(axis=0), distance=100)
         box = bounding_box(inside)
-        image[box][inside[box]] = texture(rng, yy[box], xx[box], color)[inside[box]]
+        surface = texture(rng, yy[box], xx[box], color, CLASS_TEXTURES[SHAPES[cls - 1]], OBJECT_CONTRAST)
+        image[box][inside[box]] = surface[inside[box]]
     mask = np.asarray(classes, np.uint8)[instance]
     mask[object_outline(instance)] = IGNORE_INDEX
     return np.clip(image, 0, 255).astype(np.uint8), mask
