@@ -73,6 +73,15 @@ def segmentation_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, con
     return loss
 
 
+def build_optimizer(parameters: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``parameters``: SGD with momentum (the reference recipe) or AdamW."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    raise TrainingError(f"train.optimizer={config.optimizer!r} is not one of sgd, adamw")
+
+
 def collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack equally sized samples into images ``(N, 3, H, W)`` float and masks ``(N, H, W)`` int64."""
     return torch.stack([s["image"] for s in samples]), torch.stack([s["mask"] for s in samples]).long()
@@ -127,12 +136,7 @@ class Trainer:
         )
         self.total_steps = train_config.iterations or train_config.epochs * self.sampler.steps_per_epoch
         self.model = self._build_model()
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=train_config.lr,
-            momentum=train_config.momentum,
-            weight_decay=train_config.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.model.parameters(), train_config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, poly_factor(self.total_steps, train_config.poly_power, train_config.min_lr_ratio)
         )
