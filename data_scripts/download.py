@@ -119,7 +119,7 @@ def fetch(resource: Resource, dest_dir: Path, archive: Path | None = None) -> Pa
         return final
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = dest_dir / f"{resource.filename}.part"
-    _download_from_mirrors(resource, part)
+    download_from_mirrors(resource, part)
     try:
         verify_checksum(part, resource.checksum, "deleted it; run again or pass a good copy with --archive PATH")
     except ChecksumError:
@@ -129,7 +129,7 @@ def fetch(resource: Resource, dest_dir: Path, archive: Path | None = None) -> Pa
     return final
 
 
-def _download_from_mirrors(resource: Resource, part: Path) -> None:
+def download_from_mirrors(resource: Resource, part: Path) -> None:
     """Fill ``part`` from the first of ``resource.urls`` that works, resuming interrupted transfers."""
     failures = []
     for url in resource.urls:

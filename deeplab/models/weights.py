@@ -139,10 +139,14 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
-    """Load ImageNet weights (e.g. open-mmlab ``resnet50_v1c-2cccc1ad.pth``) into a backbone; ``fc.*`` is dropped."""
+    """Load ImageNet weights (e.g. open-mmlab ``resnet50_v1c-2cccc1ad.pth``) into a backbone; ``fc.*`` is dropped.
+
+    BatchNorm step counters (``num_batches_tracked``), which files saved by older PyTorch lack, keep the backbone's.
+    """
     state = state_dict_of(read_checkpoint(path))
     state = {key.removeprefix("backbone."): value for key, value in state.items() if not key.startswith("fc.")}
-    load_state_dict_checked(backbone, state, source=Path(path))
+    counters = {key: value for key, value in backbone.state_dict().items() if key.endswith("num_batches_tracked")}
+    load_state_dict_checked(backbone, {**counters, **state}, source=Path(path))
 
 
 def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: Path) -> None:

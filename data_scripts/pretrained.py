@@ -1,0 +1,187 @@
+"""ImageNet-pretrained ResNetV1c backbones: the weights the reference toolbox starts every DeepLabV3+ run from.
+
+sssegmentation (like mmsegmentation) initialises ResNet-50/101 with open-mmlab's ``resnet*_v1c`` ImageNet
+checkpoints; our configs default to random weights, so reproducing the reference needs these files.
+
+For each --depth (default: 50 and 101):
+  1. download (resumably, with a progress bar) into ROOT, or copy there the file you give with --archive/--file;
+  2. check the file's SHA-256 starts with the 8 hex digits in its name (the torch.hub / mmcv convention);
+  3. check it loads with torch.load(weights_only=True) as a state dict and that its tensors load strictly, under
+     their own names, into deeplab's deep-stem backbone of that depth (its ImageNet classifier fc.* is dropped).
+A file already in ROOT is checked, not downloaded again; a download that fails a check is deleted.
+
+Result: ROOT/resnet50_v1c-2cccc1ad.pth and ROOT/resnet101_v1c-e67eebb6.pth, for training with e.g.
+--set model.pretrained=weights/resnet50_v1c-2cccc1ad.pth (the line for each depth is printed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import shutil
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from download import (
+    ChecksumError,
+    DataScriptError,
+    Resource,
+    archive_for,
+    check_archive_names,
+    download_from_mirrors,
+    file_checksum,
+    run_main,
+)
+from torch import nn
+
+from deeplab.models.backbone import resnet_backbone
+from deeplab.models.weights import CheckpointError, StateDict, load_backbone_weights, state_dict_of
+
+MIRROR = "https://download.openmmlab.com/pretrain/third_party"
+
+
+def v1c(depth: int, sha256_prefix: str) -> Resource:
+    """open-mmlab's ``resnet{depth}_v1c-{sha256_prefix}.pth`` on its public mirror.
+
+    The checksum is a SHA-256 *prefix* (the digits in the file name), which :func:`check_sha256` checks:
+    ``download.fetch`` compares whole digests only.
+    """
+    filename = f"resnet{depth}_v1c-{sha256_prefix}.pth"
+    return Resource(filename, (f"{MIRROR}/{filename}",), f"sha256:{sha256_prefix}")
+
+
+BACKBONES = {50: v1c(50, "2cccc1ad"), 101: v1c(101, "e67eebb6")}
+LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError)
+
+
+def check_sha256(path: Path, resource: Resource, fix: str) -> None:
+    """Raise :class:`ChecksumError` unless the SHA-256 of ``path`` starts with ``resource``'s ``"sha256:PREFIX"``."""
+    algorithm, _, prefix = resource.checksum.partition(":")
+    actual = file_checksum(path, algorithm)
+    if not actual.startswith(prefix.lower()):
+        raise ChecksumError(
+            f"{path}: {algorithm} is {actual}, expected one starting with {prefix} as {resource.filename} says; {fix}"
+        )
+
+
+def read_state(path: Path, fix: str) -> StateDict:
+    """The tensors in ``path``, loaded on the CPU with ``weights_only=True``; :class:`DataScriptError` if it can't."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as error:
+        first_sentence = next(iter(str(error).strip().splitlines()), "").split(". ")[0]
+        raise DataScriptError(
+            f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {first_sentence}); {fix}"
+        ) from None
+    if not isinstance(checkpoint, Mapping):
+        raise DataScriptError(f"{path} holds a {type(checkpoint).__name__}, not a state dict; {fix}")
+    state = state_dict_of(checkpoint)
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise DataScriptError(f"{path} holds values other than tensors, so it is no state dict; {fix}")
+    return state
+
+
+def build_backbone(depth: int) -> nn.Module:
+    """The backbone ``model.pretrained`` is loaded into for ``model.depth=depth`` (randomly initialised, on the CPU)."""
+    return resnet_backbone(depth, output_stride=16, deep_stem=True)
+
+
+def verify(path: Path, depth: int, fix: str) -> None:
+    """Check ``path`` is ``BACKBONES[depth]``: its SHA-256 prefix, a state dict, and a strict load into the backbone.
+
+    The last step is :func:`~deeplab.models.weights.load_backbone_weights`, the loader training itself uses.
+    """
+    resource = BACKBONES[depth]
+    check_sha256(path, resource, fix)
+    read_state(path, fix)
+    try:
+        load_backbone_weights(build_backbone(depth), path)
+    except CheckpointError as error:
+        raise DataScriptError(f"{error}; {fix}") from None
+    print(f"checked {path}: sha256 {resource.checksum.partition(':')[2]}..., loads into the ResNet-{depth} backbone")
+
+
+def download_checked(depth: int, final: Path) -> None:
+    """Download ``BACKBONES[depth]`` into ``final`` via ``final.part``; a file failing :func:`verify` is deleted."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(f"{final.name}.part")
+    download_from_mirrors(BACKBONES[depth], part)
+    try:
+        verify(part, depth, "deleted it; run again, or pass a good copy with --archive PATH")
+    except DataScriptError:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(final)
+
+
+def adopt(archive: Path, depth: int, final: Path) -> None:
+    """Verify a file the user downloaded (``--archive``) and copy it to ``final``."""
+    if not archive.is_file():
+        raise DataScriptError(f"--archive {archive}: no such file; give the path of {final.name}")
+    verify(archive, depth, f"it is not open-mmlab's {final.name}; download it again (or leave out --archive)")
+    if final.exists() and final.samefile(archive):
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(f"{final.name}.part")
+    shutil.copyfile(archive, part)
+    part.replace(final)
+    print(f"copied {archive} -> {final}")
+
+
+def obtain(depth: int, root: Path, archive: Path | None) -> Path:
+    """``ROOT/<file name>`` for ``depth``, verified: from ``archive``, found in ``root``, or downloaded."""
+    final = root / BACKBONES[depth].filename
+    if archive is not None:
+        adopt(archive, depth, final)
+    elif final.exists():
+        verify(final, depth, f"delete {final} and run again")
+    else:
+        download_checked(depth, final)
+    return final
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Get and check the backbone of every requested depth, then print the training option for each."""
+    check_archive_names(args.archive, [resource.filename for resource in BACKBONES.values()])
+    paths = {
+        depth: obtain(depth, args.root, archive_for(args.archive, BACKBONES[depth].filename))
+        for depth in dict.fromkeys(args.depth)
+    }
+    print("ImageNet backbones ready; train with:")
+    for depth, path in paths.items():
+        print(f"  ResNet-{depth} configs (*-r{depth}-*): --set model.pretrained={path.as_posix()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``--root``, ``--depth`` and ``--archive`` (alias ``--file``), described by the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("weights"), help="folder for the weights (default: weights)")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        nargs="+",
+        choices=sorted(BACKBONES),
+        default=sorted(BACKBONES),
+        help="ResNet depths to get (default: 50 101)",
+    )
+    parser.add_argument(
+        "--archive",
+        "--file",
+        metavar="PATH",
+        action="append",
+        type=Path,
+        default=[],
+        help="a resnet*_v1c-*.pth you already downloaded: checked, then copied into ROOT; repeat for both depths",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line; see the module docstring."""
+    run_main(prepare, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()
