@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: setup  ## make the toy dataset, train a toy DeepLabV3+ on the CPU (~15 min on 2 cores), print its per-class IoU
+demo: setup  ## make the toy dataset, train a toy DeepLabV3+ on the CPU (~10 min on 2 cores), print its per-class IoU
 	$(BIN)/python data_scripts/make_toy.py --root data
 	$(BIN)/python -m deeplab train --config toy-r50-d16 --data-root data --out runs/demo
 
