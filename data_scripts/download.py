@@ -31,7 +31,11 @@ class DataScriptError(RuntimeError):
     """A problem with a download, an archive or a dataset folder; the message names the file and the fix."""
 
 
-class ChecksumError(DataScriptError):
+class VerificationError(DataScriptError):
+    """A file that fails its check: not the published file."""
+
+
+class ChecksumError(VerificationError):
     """A file's checksum is not the published one."""
 
 
@@ -101,35 +105,42 @@ def download_url(url: str, part: Path) -> None:
         )
 
 
-def fetch(resource: Resource, dest_dir: Path, archive: Path | None = None) -> Path:
+def fetch(
+    resource: Resource,
+    dest_dir: Path,
+    archive: Path | None = None,
+    verify: Callable[[Path, str], None] | None = None,
+) -> Path:
     """Return a verified local copy of ``resource``: ``archive`` if given, else ``dest_dir/filename``.
 
     A missing file is downloaded from the first URL that works (``filename.part`` holds a partial download and is
-    resumed). The file gets its final name only after its checksum matched; a bad download is deleted.
+    resumed). The file gets its final name only after it passed ``verify(path, fix)`` (default: its checksum), which
+    raises :class:`VerificationError` ending with ``fix``; a bad download is deleted.
     """
+    verify = verify or (lambda path, fix: verify_checksum(path, resource.checksum, fix))
     if archive is not None:
         if not archive.is_file():
             raise DataScriptError(f"--archive {archive}: no such file; give the path of {resource.filename}")
-        verify_checksum(archive, resource.checksum, f"it is not the published {resource.filename}; download it again")
+        verify(archive, f"it is not the published {resource.filename}; download it again")
         return archive
     final = dest_dir / resource.filename
     if final.exists():
-        verify_checksum(final, resource.checksum, f"delete {final} and run again")
+        verify(final, f"delete {final} and run again")
         print(f"found {final} (checksum ok)")
         return final
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = dest_dir / f"{resource.filename}.part"
-    download_from_mirrors(resource, part)
+    _download_from_mirrors(resource, part)
     try:
-        verify_checksum(part, resource.checksum, "deleted it; run again or pass a good copy with --archive PATH")
-    except ChecksumError:
+        verify(part, "deleted it; run again or pass a good copy with --archive PATH")
+    except VerificationError:
         part.unlink()
         raise
     part.rename(final)
     return final
 
 
-def download_from_mirrors(resource: Resource, part: Path) -> None:
+def _download_from_mirrors(resource: Resource, part: Path) -> None:
     """Fill ``part`` from the first of ``resource.urls`` that works, resuming interrupted transfers."""
     failures = []
     for url in resource.urls:

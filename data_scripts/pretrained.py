@@ -17,6 +17,7 @@ Result: ROOT/resnet50_v1c-2cccc1ad.pth and ROOT/resnet101_v1c-e67eebb6.pth, for 
 from __future__ import annotations
 
 import argparse
+import functools
 import pickle
 import shutil
 import zipfile
@@ -26,11 +27,11 @@ from pathlib import Path
 import torch
 from download import (
     ChecksumError,
-    DataScriptError,
     Resource,
+    VerificationError,
     archive_for,
     check_archive_names,
-    download_from_mirrors,
+    fetch,
     file_checksum,
     run_main,
 )
@@ -45,8 +46,8 @@ MIRROR = "https://download.openmmlab.com/pretrain/third_party"
 def v1c(depth: int, sha256_prefix: str) -> Resource:
     """open-mmlab's ``resnet{depth}_v1c-{sha256_prefix}.pth`` on its public mirror.
 
-    The checksum is a SHA-256 *prefix* (the digits in the file name), which :func:`check_sha256` checks:
-    ``download.fetch`` compares whole digests only.
+    The checksum is a SHA-256 *prefix* (the digits in the file name), which :func:`check_sha256` checks
+    (``download.verify_checksum`` compares whole digests only).
     """
     filename = f"resnet{depth}_v1c-{sha256_prefix}.pth"
     return Resource(filename, (f"{MIRROR}/{filename}",), f"sha256:{sha256_prefix}")
@@ -67,19 +68,19 @@ def check_sha256(path: Path, resource: Resource, fix: str) -> None:
 
 
 def read_state(path: Path, fix: str) -> StateDict:
-    """The tensors in ``path``, loaded on the CPU with ``weights_only=True``; :class:`DataScriptError` if it can't."""
+    """The tensors in ``path``, loaded on the CPU with ``weights_only=True``; :class:`VerificationError` if it can't."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as error:
         first_sentence = next(iter(str(error).strip().splitlines()), "").split(". ")[0]
-        raise DataScriptError(
+        raise VerificationError(
             f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {first_sentence}); {fix}"
         ) from None
     if not isinstance(checkpoint, Mapping):
-        raise DataScriptError(f"{path} holds a {type(checkpoint).__name__}, not a state dict; {fix}")
+        raise VerificationError(f"{path} holds a {type(checkpoint).__name__}, not a state dict; {fix}")
     state = state_dict_of(checkpoint)
     if not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise DataScriptError(f"{path} holds values other than tensors, so it is no state dict; {fix}")
+        raise VerificationError(f"{path} holds values other than tensors, so it is no state dict; {fix}")
     return state
 
 
@@ -88,10 +89,11 @@ def build_backbone(depth: int) -> nn.Module:
     return resnet_backbone(depth, output_stride=16, deep_stem=True)
 
 
-def verify(path: Path, depth: int, fix: str) -> None:
+def verify(path: Path, fix: str, depth: int) -> None:
     """Check ``path`` is ``BACKBONES[depth]``: its SHA-256 prefix, a state dict, and a strict load into the backbone.
 
-    The last step is :func:`~deeplab.models.weights.load_backbone_weights`, the loader training itself uses.
+    The last step is :func:`~deeplab.models.weights.load_backbone_weights`, the loader training itself uses. Raises
+    :class:`VerificationError` ending with ``fix``.
     """
     resource = BACKBONES[depth]
     check_sha256(path, resource, fix)
@@ -99,46 +101,22 @@ def verify(path: Path, depth: int, fix: str) -> None:
     try:
         load_backbone_weights(build_backbone(depth), path)
     except CheckpointError as error:
-        raise DataScriptError(f"{error}; {fix}") from None
+        raise VerificationError(f"{error}; {fix}") from None
     print(f"checked {path}: sha256 {resource.checksum.partition(':')[2]}..., loads into the ResNet-{depth} backbone")
 
 
-def download_checked(depth: int, final: Path) -> None:
-    """Download ``BACKBONES[depth]`` into ``final`` via ``final.part``; a file failing :func:`verify` is deleted."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(f"{final.name}.part")
-    download_from_mirrors(BACKBONES[depth], part)
-    try:
-        verify(part, depth, "deleted it; run again, or pass a good copy with --archive PATH")
-    except DataScriptError:
-        part.unlink(missing_ok=True)
-        raise
-    part.replace(final)
-
-
-def adopt(archive: Path, depth: int, final: Path) -> None:
-    """Verify a file the user downloaded (``--archive``) and copy it to ``final``."""
-    if not archive.is_file():
-        raise DataScriptError(f"--archive {archive}: no such file; give the path of {final.name}")
-    verify(archive, depth, f"it is not open-mmlab's {final.name}; download it again (or leave out --archive)")
-    if final.exists() and final.samefile(archive):
-        return
-    final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(f"{final.name}.part")
-    shutil.copyfile(archive, part)
-    part.replace(final)
-    print(f"copied {archive} -> {final}")
-
-
 def obtain(depth: int, root: Path, archive: Path | None) -> Path:
-    """``ROOT/<file name>`` for ``depth``, verified: from ``archive``, found in ``root``, or downloaded."""
+    """``ROOT/<file name>`` for ``depth``, verified: from ``archive`` (copied into ``root``), found there, or
+    downloaded (:func:`download.fetch` with :func:`verify` as its check)."""
+    path = fetch(BACKBONES[depth], root, archive, verify=functools.partial(verify, depth=depth))
     final = root / BACKBONES[depth].filename
-    if archive is not None:
-        adopt(archive, depth, final)
-    elif final.exists():
-        verify(final, depth, f"delete {final} and run again")
-    else:
-        download_checked(depth, final)
+    if final.exists() and final.samefile(path):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(f"{final.name}.part")
+    shutil.copyfile(path, part)
+    part.replace(final)
+    print(f"copied {path} -> {final}")
     return final
 
 

@@ -124,7 +124,7 @@ def test_file_option_checks_and_copies_into_root(
     with pytest.raises(SystemExit):
         pretrained.main(["--root", str(tmp_path / "other"), "--depth", "50", "--archive", str(mine)])
     (line,) = error_lines(capsys)
-    assert str(mine) in line and f"not open-mmlab's {name}" in line and not (tmp_path / "other").exists()
+    assert str(mine) in line and f"not the published {name}" in line and not (tmp_path / "other").exists()
     with pytest.raises(SystemExit):
         pretrained.main(["--root", str(root), "--file", str(tmp_path / "renamed.pth")])
     assert "expected a file named one of" in error_lines(capsys)[0]
