@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from deeplab.models.depthwise import DepthwiseConv2d
+
 
 def receptive_field(kernel_size: int, dilation: int = 1) -> int:
     """Side of the window a single atrous convolution sees: ``k + (k - 1)(r - 1)`` pixels.
@@ -19,6 +21,9 @@ def receptive_field(kernel_size: int, dilation: int = 1) -> int:
 
 class ConvBNReLU(nn.Sequential):
     """Convolution (no bias) -> BatchNorm -> ReLU, padded so that stride 1 keeps the spatial size.
+
+    A depthwise 3x3 convolution (``groups == in_channels == out_channels``) is a :class:`DepthwiseConv2d`: the same
+    ``nn.Conv2d``, with a faster path on the CPU for large dilations.
 
     Shapes: ``(N, in_channels, H, W) -> (N, out_channels, H / stride, W / stride)``.
     """
@@ -33,21 +38,30 @@ class ConvBNReLU(nn.Sequential):
         dilation: int = 1,
         groups: int = 1,
     ) -> None:
-        padding = (receptive_field(kernel_size, dilation) - 1) // 2
         super().__init__(
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-                groups=groups,
-                bias=False,
-            ),
+            _convolution(in_channels, out_channels, kernel_size, stride, dilation, groups),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+
+
+def _convolution(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int, dilation: int, groups: int
+) -> nn.Conv2d:
+    """The bias-free convolution of a :class:`ConvBNReLU`; a depthwise 3x3 one is a :class:`DepthwiseConv2d`."""
+    if kernel_size == 3 and stride == 1 and groups == in_channels == out_channels > 1:
+        return DepthwiseConv2d(in_channels, dilation=dilation)
+    padding = (receptive_field(kernel_size, dilation) - 1) // 2
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
 
 
 class SeparableConv2d(nn.Sequential):
