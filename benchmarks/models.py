@@ -133,7 +133,7 @@ def build_step(case: Case) -> tuple[nn.Module, Step, torch.memory_format]:
     else:
         model = _ours(case) if case.impl.startswith("ours") else _peer(case)
         if fast and case.mode == "eval":
-            model = optimize_for_inference(model.eval())
+            model = optimize_for_inference(model, inplace=True)
         step = functools.partial(_forward, model, train=case.mode == "train")
     memory_format = torch.channels_last if fast else torch.contiguous_format
     model.to(case.device, memory_format=memory_format).train(case.mode == "train")

@@ -61,6 +61,17 @@ def test_original_model_is_untouched(model: nn.Module) -> None:
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
 
 
+def test_inplace_changes_and_returns_the_model_itself(model: nn.Module, images: torch.Tensor) -> None:
+    own = copy.deepcopy(model)
+    with torch.no_grad():
+        expected = optimize_for_inference(model)(images)["out"]
+        fast = optimize_for_inference(own, inplace=True)
+        actual = fast(images)["out"]
+    assert fast is own and own.aux_head is None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in own.modules())
+    torch.testing.assert_close(actual, expected)
+
+
 def test_bf16_channels_last_is_close(model: nn.Module, images: torch.Tensor) -> None:
     fast = optimize_for_inference(model)
     with torch.no_grad():

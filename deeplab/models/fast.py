@@ -18,17 +18,18 @@ from torchvision.models.resnet import Bottleneck
 _BOTTLENECK_PAIRS = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
 
 
-def optimize_for_inference(model: nn.Module) -> nn.Module:
+def optimize_for_inference(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """An eval-mode copy of ``model`` with every Conv2d+BatchNorm2d pair fused, no aux head, in channels_last.
 
     The pairs are the ``(conv, bn)`` neighbours of sequential containers (``ConvBNReLU``, the ResNet stems,
     ``downsample``) and ``conv{1,2,3}/bn{1,2,3}`` of torchvision's ``Bottleneck``; each BatchNorm becomes an
-    ``nn.Identity``. ``model`` itself is left untouched.
+    ``nn.Identity``. ``model`` itself is left untouched, unless ``inplace``: then it is changed and returned, and
+    the memory of a second copy of the weights is saved.
 
     Shapes: like ``model``, images ``(N, 3, H, W)`` -> ``{"out": (N, num_classes, H, W)}``; pass inputs in
     ``torch.channels_last`` for the full benefit.
     """
-    fast = copy.deepcopy(model).eval()
+    fast = (model if inplace else copy.deepcopy(model)).eval()
     if getattr(fast, "aux_head", None) is not None:
         fast.aux_head = None  # only used in training mode
     for module in list(fast.modules()):
