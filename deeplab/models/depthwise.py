@@ -6,10 +6,10 @@ least the image size, its tap reads only padding and is skipped (at output strid
 64 x 64 map keeps the centre row and column of taps on their whole length, the others on 28 of 64 lines).
 
 oneDNN, which runs ``nn.Conv2d`` on the CPU, has no fast kernel for a large dilation in the channels_last layout:
-a rate-12 depthwise conv over ``(2, 2048, 64, 64)`` is about 5x slower there than this, and its backward as
-much. ``DepthwiseConv2d`` is an ``nn.Conv2d`` (same parameters, state dict and repr fields) that takes this path
-on the CPU where it was measured faster (training at a dilation above 1, inference above 6) and calls the
-library everywhere else; tests check it against ``F.conv2d``.
+over ``(2, 2048, 64, 64)`` its depthwise convolution, forward and backward, is about 4x slower than this at rate
+12 and 7-8x slower at rates 24 and 36. ``DepthwiseConv2d`` is an ``nn.Conv2d`` (same parameters, state dict and
+repr fields) that takes this path on the CPU where it was measured faster (training at a dilation above 1,
+inference above 6) and calls the library everywhere else; tests check it against ``F.conv2d``.
 """
 
 from __future__ import annotations
