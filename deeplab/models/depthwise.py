@@ -55,9 +55,10 @@ def _weight_grad(x: torch.Tensor, grad_y: torch.Tensor, dilation: int) -> torch.
     rows_per_chunk = max(1, _CHUNK_BYTES // (4 * x.shape[0] * channels * width))
     for a, rows_out, rows_in in _taps(height, dilation):
         for b, cols_out, cols_in in _taps(width, dilation):
-            for start in range(0, rows_out.stop - rows_out.start, rows_per_chunk):
-                out = slice(rows_out.start + start, min(rows_out.stop, rows_out.start + start + rows_per_chunk))
-                inp = slice(rows_in.start + start, rows_in.start + (out.stop - rows_out.start))
+            shift = rows_in.start - rows_out.start
+            for start in range(rows_out.start, rows_out.stop, rows_per_chunk):
+                out = slice(start, min(start + rows_per_chunk, rows_out.stop))
+                inp = slice(out.start + shift, out.stop + shift)
                 grad[:, a, b] += (grad_y[:, :, out, cols_out] * x[:, :, inp, cols_in]).sum((0, 2, 3))
     return grad.unsqueeze(1)
 
