@@ -3,6 +3,7 @@
 from deeplab.config import ConfigError
 from deeplab.data.classes import UnknownDatasetError
 from deeplab.data.datasets import DatasetError
+from deeplab.engine.logs import LogError
 from deeplab.engine.metrics import LabelError
 from deeplab.engine.train import TrainingError
 from deeplab.models.weights import CheckpointError
@@ -13,6 +14,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     DatasetError,
     LabelError,
+    LogError,
     MaskError,
     TrainingError,
     UnknownDatasetError,

@@ -17,9 +17,12 @@ from typing import Any
 
 import seaborn as sns
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torchvision.transforms.v2.functional import to_dtype
 from torchvision.utils import draw_segmentation_masks
+
+from deeplab.engine.logs import LOSS_FIELDS, LogRecord, common_range
 
 IGNORE_INDEX = 255
 Color = tuple[int, int, int]
@@ -81,21 +84,66 @@ def plot_training_curves(log: Sequence[Mapping[str, Any]] | str | Path) -> Figur
     """Training loss, learning rate and validation mIoU against the iteration, side by side.
 
     ``log`` is a list of records or the path of a JSON-lines file of them (a run's ``metrics.jsonl``): training
-    records look like ``{"iter": 100, "loss": 0.8, "lr": 0.009}``, evaluation records like
-    ``{"iter": 1000, "miou": 0.61}`` (mIoU as a fraction, drawn in %).
+    records look like ``{"iter": 100, "loss": 0.8, "loss_cls": 0.6, "loss_aux": 0.2, "lr": 0.009}``, each loss the
+    mean over the iterations since the previous record (older logs have only ``loss``), evaluation records like
+    ``{"iter": 1000, "miou": 0.61}`` (mIoU as a fraction, drawn in %). The loss panel draws the total and, when the
+    log has them, its two parts: the decoder's cross-entropy and the auxiliary head's, weighted.
     """
     records = _read_records(log) if isinstance(log, str | Path) else list(log)
     figure = Figure(figsize=(13, 3.5), layout="constrained")
-    panels = (("loss", "training loss", 1), ("lr", "learning rate", 1), ("miou", "validation mIoU (%)", 100))
-    for axes, (key, title, scale) in zip(figure.subplots(1, 3), panels, strict=True):
-        points = [(record["iter"], scale * record[key]) for record in records if key in record]
-        if points:
-            iterations, values = zip(*points, strict=True)
-            axes.plot(iterations, values, marker="o" if key == "miou" else None)
-        else:
-            axes.text(0.5, 0.5, f"no '{key}' records yet", ha="center", va="center", transform=axes.transAxes)
+    loss, lr, miou = figure.subplots(1, 3)
+    _plot_keys(loss, records, {"loss": "total", "loss_cls": "loss_cls (decoder)", "loss_aux": "loss_aux (0.4 x aux)"})
+    _plot_keys(lr, records, {"lr": "learning rate"})
+    _plot_keys(miou, records, {"miou": "mIoU"}, scale=100, marker="o")
+    for axes, title in zip(figure.axes, ("training loss", "learning rate", "validation mIoU (%)"), strict=True):
         axes.set(title=title, xlabel="iteration")
         axes.grid(alpha=0.3)
+    return figure
+
+
+def _plot_keys(
+    axes: Axes,
+    records: Sequence[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    *,
+    scale: float = 1,
+    marker: str | None = None,
+) -> None:
+    """One line per key of ``labels`` that some record holds, against ``"iter"``; a note if none does."""
+    for key, label in labels.items():
+        points = [(record["iter"], scale * record[key]) for record in records if record.get(key) is not None]
+        if points:
+            iterations, values = zip(*points, strict=True)
+            axes.plot(iterations, values, marker=marker, label=label)
+    if not axes.lines:
+        first = next(iter(labels))
+        axes.text(0.5, 0.5, f"no '{first}' records yet", ha="center", va="center", transform=axes.transAxes)
+    elif len(axes.lines) > 1:
+        axes.legend()
+
+
+def plot_log_comparison(
+    ours: Sequence[LogRecord], reference: Sequence[LogRecord], *, labels: tuple[str, str] = ("ours", "reference")
+) -> Figure:
+    """Two training runs' window-mean losses (left) and learning rates (right) against the iteration.
+
+    ``ours`` and ``reference`` are rows of :mod:`deeplab.engine.logs` (``read_our_log``, ``read_reference_log``).
+    Each run has its colour; the total is solid, ``loss_cls`` dashed and ``loss_aux`` dotted (where logged). The
+    iteration axis ends where the shorter run does, so a short run is not squeezed against a long one.
+    """
+    figure = Figure(figsize=(12, 4), layout="constrained")
+    loss, lr = figure.subplots(1, 2)
+    for color, rows, label in zip(("C0", "C1"), (ours, reference), labels, strict=True):
+        for field, style in zip(LOSS_FIELDS, ("-", "--", ":"), strict=True):
+            points = [(row.iteration, getattr(row, field)) for row in rows if getattr(row, field) is not None]
+            if points:
+                loss.plot(*zip(*points, strict=True), style, color=color, label=f"{label} {field}")
+        lr.plot([row.iteration for row in rows], [row.lr for row in rows], color=color, label=label)
+    _, last = common_range(ours, reference)
+    for axes, title in ((loss, "training loss (window means)"), (lr, "learning rate")):
+        axes.set(title=title, xlabel="iteration", xlim=(0, last))
+        axes.grid(alpha=0.3)
+        axes.legend()
     return figure
 
 
