@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+from deeplab import get_config
+from deeplab.config import REFERENCE_CONFIGS
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
+from deeplab.engine.train import TrainingError, accumulation_steps, micro_batch_size
 
 
 def micro_batches(world_size: int, accumulation: int, batch: int, *, epoch: int = 0, start_step: int = 0):
@@ -67,3 +70,41 @@ def test_augmentation_depends_on_epoch_and_index_only_and_spares_the_global_rng(
     torch.rand(100)  # whatever else happened in between
     torch.testing.assert_close(dataset[(0, 2)], first)
     assert not torch.equal(dataset[(1, 2)], first) and not torch.equal(dataset[(0, 3)], first)
+
+
+TRAIN_IMAGES = {"voc": 10_582, "ade20k": 20_210, "cityscapes": 2_975}  # trainaug, train, train: the published sizes
+
+
+@pytest.mark.parametrize(
+    ("dataset", "per_gpu", "per_epoch", "total"),
+    [("voc", 2, 661, 39_660), ("ade20k", 2, 1263, 164_190), ("cityscapes", 1, 372, 81_840)],
+)
+def test_eight_processes_run_the_reference_iterations_with_no_override(dataset, per_gpu, per_epoch, total):
+    for name in [name for name in REFERENCE_CONFIGS if name.startswith(f"{dataset}-")]:
+        config = get_config(name).train
+        assert (micro_batch_size(config, 8), accumulation_steps(config, 8)) == (per_gpu, 1)
+        sampler = GlobalBatchSampler(TRAIN_IMAGES[dataset], batch_per_process=per_gpu, world_size=8)
+        assert (sampler.steps_per_epoch, config.epochs * sampler.steps_per_epoch) == (per_epoch, total), name
+
+
+def test_padding_repeats_the_first_images_of_the_permutation_as_distributed_sampler_does():
+    samplers = [GlobalBatchSampler(11, batch_per_process=1, rank=rank, world_size=4, seed=5) for rank in range(4)]
+    seen = [index for batches in zip(*samplers, strict=True) for batch in batches for _, index in batch]
+    assert len(seen) == 12 and sorted(set(seen)) == list(range(11))  # 11 images padded to 12: 3 steps of 4
+    assert seen[-1] == seen[0]  # the one extra image is the permutation's first
+
+
+@pytest.mark.parametrize(
+    ("processes", "overrides", "layout"),
+    [(1, [], (16, 1)), (4, [], (4, 1)), (4, ["train.batch_per_process=2"], (2, 2)), (16, [], (1, 1))],
+)
+def test_other_process_counts_split_the_global_batch_or_accumulate(processes, overrides, layout):
+    config = get_config("voc-r50-d8", overrides).train
+    assert (micro_batch_size(config, processes), accumulation_steps(config, processes)) == layout
+
+
+@pytest.mark.parametrize(("processes", "overrides"), [(3, []), (16, ["train.batch_size=8"])])
+def test_a_batch_that_does_not_split_over_the_processes_is_refused_in_one_line(processes, overrides):
+    with pytest.raises(TrainingError, match=r"does not split over \d+ processes: use a process count") as error:
+        accumulation_steps(get_config("voc-r50-d8", overrides).train, processes)
+    assert "\n" not in str(error.value)

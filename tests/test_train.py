@@ -16,7 +16,7 @@ from torch import nn
 from deeplab import build_model, get_config
 from deeplab.engine import train as engine
 from deeplab.engine.distributed import Distributed
-from deeplab.engine.train import Trainer, TrainingError, poly_factor, read_log, segmentation_loss
+from deeplab.engine.train import Trainer, TrainingError, poly_factor, read_log, segmentation_loss, segmentation_losses
 from tests.conftest import TINY
 
 CPU = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
@@ -120,7 +120,15 @@ def test_resume_after_sigkill_gives_bit_identical_weights(toy_root, tmp_path):
     expected, actual = final_weights(straight), final_weights(killed)
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[key], actual[key]) for key in expected)
-    assert read_log(killed / "metrics.jsonl") == read_log(straight / "metrics.jsonl")
+    assert without_timing(read_log(killed / "metrics.jsonl")) == without_timing(read_log(straight / "metrics.jsonl"))
+
+
+def without_timing(log: list[dict]) -> list[dict]:
+    """Log records without the wall-clock fields, which differ from run to run."""
+    return [{key: value for key, value in record.items() if key not in TIMING} for record in log]
+
+
+TIMING = ("seconds_per_iter", "eta_seconds", "max_memory_mb")
 
 
 def test_two_gloo_processes_equal_one_process_with_accumulation(toy_root, tmp_path):
@@ -144,10 +152,10 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     trainer = Trainer(config, toy_root, tmp_path, CPU)
 
     def poisoned(outputs, masks, train_config):
-        loss = segmentation_loss(outputs, masks, train_config)
-        return loss * math.nan if trainer.iteration == 2 else loss
+        losses = segmentation_losses(outputs, masks, train_config)
+        return {**losses, "loss_cls": losses["loss_cls"] * math.nan} if trainer.iteration == 2 else losses
 
-    monkeypatch.setattr(engine, "segmentation_loss", poisoned)
+    monkeypatch.setattr(engine, "segmentation_losses", poisoned)
     with pytest.raises(
         TrainingError, match=r"the loss is nan at iteration 3: training stopped; the last good checkpoint"
     ):
@@ -185,6 +193,39 @@ def test_the_optimizer_is_the_one_the_config_names(name, kind, settings):
 def test_impossible_settings_are_refused_before_training(toy_root, tmp_path, override, message):
     with pytest.raises(TrainingError, match=message):
         Trainer(get_config("toy-r50-d16", [*TINY, override]), toy_root, tmp_path, CPU)
+
+
+def test_the_reference_gpu_numerics_are_config_keys(toy_root, tmp_path):
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        Trainer(get_config("toy-r50-d16", TINY), toy_root, tmp_path, CPU)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        assert torch.backends.cudnn.benchmark
+        Trainer(get_config("toy-r50-d16", [*TINY, "train.allow_tf32=true", "train.cudnn_benchmark=false"]), toy_root,
+                tmp_path, CPU)  # fmt: skip
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+        assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
+
+
+def test_the_log_holds_window_means_of_both_loss_terms(toy_root, tmp_path, monkeypatch):
+    steps = []
+    step = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self: steps.append(step(self)) or steps[-1])
+    config = get_config("toy-r50-d16", [*TINY, "train.log_every=3"])
+    Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
+    log = [record for record in read_log(tmp_path / "metrics.jsonl") if "loss" in record]
+    assert [record["iter"] for record in log] == [3, 6]
+    for record, window in zip(log, (steps[:3], steps[3:]), strict=True):
+        for name in ("loss", "loss_cls", "loss_aux"):
+            assert record[name] == pytest.approx(sum(s[name] for s in window) / 3, rel=1e-12)
+        assert record["loss"] == pytest.approx(record["loss_cls"] + record["loss_aux"])
+        assert record["seconds_per_iter"] > 0 and "max_memory_mb" not in record  # GPU memory only on GPUs
+    assert log[0]["eta_seconds"] == pytest.approx(3 * log[0]["seconds_per_iter"]) and log[1]["eta_seconds"] == 0
+    assert log[0]["lr"] == pytest.approx(
+        config.train.lr * engine.poly_factor(6, config.train.poly_power, config.train.min_lr_ratio)(2)
+    )  # step 3's lr
 
 
 def test_resume_refuses_another_config(toy_root, tmp_path):

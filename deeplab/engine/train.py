@@ -36,6 +36,7 @@ from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import evaluate
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
+from deeplab.engine.window import LossWindow
 from deeplab.models import build_model
 from deeplab.models.weights import CheckpointError, atomic_save, read_checkpoint
 
@@ -60,17 +61,24 @@ def poly_factor(total_steps: int, power: float = 0.9, min_ratio: float = 0.01) -
     return factor
 
 
-def segmentation_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """Cross-entropy over valid pixels on ``out`` plus ``aux_weight`` times that on ``aux`` (when present).
+def segmentation_losses(
+    outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig
+) -> dict[str, torch.Tensor]:
+    """The reference's loss terms: ``loss_cls``, the cross-entropy over valid pixels on ``out``, and (with an
+    ``aux`` output) ``loss_aux``, ``aux_weight`` times that on ``aux``.
 
     Shapes: logits ``(N, C, H, W)``, masks ``(N, H, W)`` int64 with ``ignore_index`` for unlabelled pixels.
     """
-    loss = F.cross_entropy(outputs["out"].float(), masks, ignore_index=config.ignore_index)
+    losses = {"loss_cls": F.cross_entropy(outputs["out"].float(), masks, ignore_index=config.ignore_index)}
     if "aux" in outputs:
-        loss = loss + config.aux_weight * F.cross_entropy(
-            outputs["aux"].float(), masks, ignore_index=config.ignore_index
-        )
-    return loss
+        aux = F.cross_entropy(outputs["aux"].float(), masks, ignore_index=config.ignore_index)
+        losses["loss_aux"] = config.aux_weight * aux
+    return losses
+
+
+def segmentation_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The training loss: the sum of :func:`segmentation_losses`."""
+    return sum(segmentation_losses(outputs, masks, config).values())
 
 
 def build_optimizer(parameters: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -87,15 +95,39 @@ def collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([s["image"] for s in samples]), torch.stack([s["mask"] for s in samples]).long()
 
 
+def micro_batch_size(config: TrainConfig, world_size: int) -> int:
+    """Images per forward in each process: ``batch_per_process``, or (when 0) the reference's global batch / world
+    size, e.g. 2 per GPU for VOC and ADE20k and 1 for Cityscapes on 8 GPUs."""
+    if config.batch_per_process:
+        return config.batch_per_process
+    share, rest = divmod(config.batch_size, world_size)
+    if rest or not share:
+        raise TrainingError(
+            f"train.batch_size={config.batch_size} does not split over {world_size} processes: use a process count "
+            "that divides it, or set train.batch_per_process to a divisor (gradient accumulation fills the batch)"
+        )
+    return share
+
+
 def accumulation_steps(config: TrainConfig, world_size: int) -> int:
     """How many micro-batches each process runs per step to make up the global batch."""
-    per_step = config.batch_per_process * world_size
+    per_step = micro_batch_size(config, world_size) * world_size
     if config.batch_size % per_step:
         raise TrainingError(
             f"train.batch_size={config.batch_size} is not a multiple of train.batch_per_process="
-            f"{config.batch_per_process} x {world_size} processes: change one of them"
+            f"{micro_batch_size(config, world_size)} x {world_size} processes: change one of them"
         )
     return config.batch_size // per_step
+
+
+def set_gpu_numerics(config: TrainConfig) -> None:
+    """TF32 and cuDNN autotuning as ``config`` says (the reference: TF32 off, benchmark on); GPUs only read them.
+
+    The legacy ``allow_tf32`` flags, as the reference sets them: mixing them with ``fp32_precision`` is an error.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = config.allow_tf32
+    torch.backends.cudnn.allow_tf32 = config.allow_tf32
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
 
 
 class Trainer:
@@ -105,9 +137,12 @@ class Trainer:
         self.config, self.env = config, env
         self.run_dir = Path(run_dir)
         train_config = config.train
+        self.batch_per_process = micro_batch_size(train_config, env.world_size)
         self.accumulation = accumulation_steps(train_config, env.world_size)
         self._check_batchnorm_batch()
         self.amp_dtype = self._amp_dtype()
+        set_gpu_numerics(train_config)
+        self.model = self._build_model()  # first, so that missing ImageNet weights stop the run before data loads
         data = config.data
         augment = train_transforms(
             crop_size=data.crop_size, scale=data.scale, ratio_range=data.ratio_range, cat_max_ratio=data.cat_max_ratio
@@ -118,7 +153,7 @@ class Trainer:
         )
         self.sampler = GlobalBatchSampler(
             len(train_set),
-            batch_per_process=train_config.batch_per_process,
+            batch_per_process=self.batch_per_process,
             accumulation=self.accumulation,
             rank=env.rank,
             world_size=env.world_size,
@@ -135,7 +170,6 @@ class Trainer:
             generator=torch.Generator(),  # keeps DataLoader seeding off the global RNG that dropout uses
         )
         self.total_steps = train_config.iterations or train_config.epochs * self.sampler.steps_per_epoch
-        self.model = self._build_model()
         self.optimizer = build_optimizer(self.model.parameters(), train_config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, poly_factor(self.total_steps, train_config.poly_power, train_config.min_lr_ratio)
@@ -147,10 +181,10 @@ class Trainer:
     # ---- set-up -------------------------------------------------------------------------------------------------
     def _check_batchnorm_batch(self) -> None:
         spans_gpus = self.env.device.type == "cuda" and self.env.world_size > 1 and self.config.train.sync_bn
-        if self.config.train.batch_per_process < 2 and not spans_gpus:
+        if self.batch_per_process < 2 and not spans_gpus:
             raise TrainingError(
-                "train.batch_per_process=1 gives BatchNorm a single image (the ASPP image-pooling branch then fails): "
-                "use 2 or more, or SyncBatchNorm over several GPUs"
+                f"train.batch_per_process={self.batch_per_process} gives BatchNorm a single image (the ASPP "
+                "image-pooling branch then fails): use 2 or more, or SyncBatchNorm over several GPUs"
             )
 
     def _amp_dtype(self) -> torch.dtype | None:
@@ -164,7 +198,7 @@ class Trainer:
 
     def _build_model(self) -> nn.Module:
         torch.manual_seed(self.config.train.seed)  # the same initial weights in every process
-        model = build_model(self.config)
+        model = build_model(self.config, weights=self.config.model.backbone_weights)
         if self.env.device.type == "cuda" and self.env.world_size > 1 and self.config.train.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         memory_format = torch.channels_last if self.config.train.channels_last else torch.preserve_format
@@ -196,20 +230,25 @@ class Trainer:
             images = images.to(self.env.device, non_blocking=True, memory_format=memory_format)
             return images, masks.to(self.env.device, non_blocking=True)
 
-    def step(self) -> float:
-        """One optimizer step over the global batch; returns its loss (averaged over processes)."""
+    def step(self) -> dict[str, float]:
+        """One optimizer step over the global batch; returns its ``loss`` and the terms ``loss_cls`` and
+        ``loss_aux`` (weighted; 0 without an aux head), each averaged over micro-batches and processes."""
         self.model.train()
-        total = torch.zeros((), device=self.env.device)
+        terms = torch.zeros(2, device=self.env.device)  # loss_cls, loss_aux summed over this process's micro-batches
         for micro in range(self.accumulation):
             images, masks = self._next_batch()
             last = micro == self.accumulation - 1
             no_sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and not last else None
             with no_sync or contextlib.nullcontext():
                 with torch.autocast(self.env.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    loss = segmentation_loss(self.model(images), masks, self.config.train) / self.accumulation
+                    losses = segmentation_losses(self.model(images), masks, self.config.train)
+                    loss = sum(losses.values()) / self.accumulation
                 self.scaler.scale(loss).backward()
-            total += loss.detach()
-        loss_value = distributed.sum_across_processes(total).item() / self.env.world_size
+            terms += torch.stack([losses["loss_cls"].detach(), losses.get("loss_aux", terms.new_zeros(()))])
+        loss_cls, loss_aux = (
+            distributed.sum_across_processes(terms) / (self.accumulation * self.env.world_size)
+        ).tolist()
+        loss_value = loss_cls + loss_aux
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingError(
@@ -221,7 +260,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.iteration += 1
-        return loss_value
+        return {"loss": loss_value, "loss_cls": loss_cls, "loss_aux": loss_aux}
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -298,23 +337,28 @@ class Trainer:
             (self.run_dir / FINAL_METRICS).unlink(missing_ok=True)  # an earlier run's; this one has not finished
         if self.env.is_main:
             (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+            print(_backbone_start(self.config), flush=True)
         train_config, steps_per_epoch = self.config.train, self.sampler.steps_per_epoch
         show = self.env.is_main and (
             sys.stderr.isatty() or "ipykernel" in sys.modules if progress is None else progress
         )
         bar = tqdm(total=self.total_steps, initial=self.iteration, disable=not show, desc=self.config.name, unit="it")
         metrics: dict[str, Any] = {}
+        window = LossWindow(self.total_steps)
         start = time.perf_counter()
         while self.iteration < self.total_steps:
-            loss = self.step()
+            step_start, lr = time.perf_counter(), self.scheduler.get_last_lr()[0]  # the lr this step uses
+            losses = self.step()
+            window.add(losses, time.perf_counter() - step_start)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch, "loss": loss,
-                      "lr": self.scheduler.get_last_lr()[0]}  # fmt: skip
+            bar.set_postfix(loss=f"{losses['loss']:.4f}")
             if self.iteration % train_config.log_every == 0 or self.iteration == self.total_steps:
+                means = window.record(self.iteration, self.env.device)
+                record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch,
+                          "lr": lr, **means}  # fmt: skip
                 log.write(record)
                 if not show and self.env.is_main:
-                    print(f"iter {self.iteration}/{self.total_steps} loss {loss:.4f} lr {record['lr']:.6f}", flush=True)
+                    print(_log_line(record, self.total_steps), flush=True)
             epoch_done = self.iteration % steps_per_epoch == 0
             epoch = self.iteration // steps_per_epoch
             if self.iteration == self.total_steps or (epoch_done and epoch % train_config.eval_every_epochs == 0):
@@ -329,6 +373,24 @@ class Trainer:
         if self.env.is_main:
             atomic_write_json(self.run_dir / FINAL_METRICS, metrics)
         return metrics
+
+
+def _log_line(record: dict[str, Any], total_steps: int) -> str:
+    """One printed line per log record: window means, lr, speed and time left."""
+    eta_minutes = record["eta_seconds"] / 60
+    return (
+        f"iter {record['iter']}/{total_steps} loss {record['loss']:.4f} (cls {record['loss_cls']:.4f} "
+        f"aux {record['loss_aux']:.4f}) lr {record['lr']:.6f} {record['seconds_per_iter']:.2f} s/it "
+        f"eta {eta_minutes:.0f} min"
+    )
+
+
+def _backbone_start(config: Config) -> str:
+    """What the backbone starts from, as the run log says it."""
+    weights = config.model.backbone_weights
+    if weights is None:
+        return f"{config.name}: the backbone starts from random weights (model.pretrained=none)"
+    return f"{config.name}: the backbone starts from the ImageNet weights {weights}"
 
 
 class RunLog:
