@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deeplab.data.classes import TOY_CLASSES
 
@@ -30,7 +31,18 @@ class ModelConfig:
     channels: int = 512
     shortcut_channels: int = 48
     dropout: float = 0.1
-    pretrained: str = ""  # ImageNet backbone weights: a file path or a torchvision weight name; "" = none
+    pretrained: str = "none"  # ImageNet backbone weights: a file path, a torchvision weight name, or "none"
+
+    @property
+    def backbone_weights(self) -> str | None:
+        """``pretrained``, or ``None`` to train from scratch ("none"; "" in configs saved before "none" existed)."""
+        return None if self.pretrained.strip().lower() in ("", "none") else self.pretrained
+
+    @property
+    def backbone_weights_file(self) -> str | None:
+        """``pretrained`` when it names a file (not a torchvision weight enum such as ``ResNet50_Weights.V2``)."""
+        weights = self.backbone_weights
+        return weights if weights is not None and "_Weights." not in weights else None
 
 
 @dataclass
@@ -61,11 +73,13 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     aux_weight: float = 0.4
     ignore_index: int = 255
-    iterations: int = 0  # optimizer steps; 0 = epochs * (train images // batch_size)
-    batch_per_process: int = 2  # images per forward; gradient accumulation fills the global batch
+    iterations: int = 0  # optimizer steps; 0 = epochs * steps per epoch (the reference's sampler, see sampling.py)
+    batch_per_process: int = 0  # images per forward; 0 = batch_size / processes (the reference's); smaller accumulates
     amp: str = "none"  # none | bf16 | fp16 (fp16 on GPUs, with a gradient scaler)
     channels_last: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs (CPU processes keep per-process statistics)
+    allow_tf32: bool = False  # TF32 in cuDNN convolutions and matmuls on Ampere+ GPUs; the reference turns it off
+    cudnn_benchmark: bool = True  # let cuDNN time its kernels for each input shape, as the reference does
     eval_every_epochs: int = 10
     checkpoint_every: int = 1000  # iterations
     log_every: int = 50  # iterations
@@ -90,11 +104,18 @@ _DATASETS = {
 }
 
 
+# open-mmlab's ImageNet ResNetV1c files, which every reference run starts from (data_scripts/pretrained.py gets them).
+IMAGENET_V1C = {50: "weights/resnet50_v1c-2cccc1ad.pth", 101: "weights/resnet101_v1c-e67eebb6.pth"}
+
+
 def _reference_config(dataset: str, depth: int, output_stride: int) -> Config:
+    """The reference's run: ImageNet V1c start, global batch split over the processes, fp32 with TF32 off."""
     num_classes, train_split, crop, scale, epochs, batch = _DATASETS[dataset]
     return Config(
         name=f"{dataset}-r{depth}-d{output_stride}",
-        model=ModelConfig(num_classes=num_classes, depth=depth, output_stride=output_stride),
+        model=ModelConfig(
+            num_classes=num_classes, depth=depth, output_stride=output_stride, pretrained=IMAGENET_V1C[depth]
+        ),
         data=DataConfig(dataset=dataset, train_split=train_split, crop_size=crop, scale=scale),
         train=TrainConfig(epochs=epochs, batch_size=batch),
     )
@@ -146,6 +167,15 @@ def get_config(name: str, overrides: typing.Iterable[str] = ()) -> Config:
     for override in overrides:
         apply_override(config, override)
     return config
+
+
+def absolute_path_overrides(config: Config, base: Path) -> list[str]:
+    """Overrides that make the file paths in ``config`` absolute, resolved against ``base`` (a working directory).
+
+    A run started elsewhere (papermill's kernel, ``torchrun``'s processes) then finds the files the caller meant.
+    """
+    weights = config.model.backbone_weights_file
+    return [] if weights is None else [f"model.pretrained={(base / weights).resolve()}"]
 
 
 def config_from_dict(values: dict[str, typing.Any]) -> Config:

@@ -86,3 +86,17 @@ def test_a_missing_checkpoint_is_one_line(tmp_path):
     result = run("evaluate", "--checkpoint", str(tmp_path / "missing.pth"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "missing.pth" in result.stderr
+
+
+def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy_root, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "deeplab", "train", "--config", "voc-r50-d16", "--data-root", str(toy_root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ImageNet backbone weights weights/resnet50_v1c-2cccc1ad.pth not found")
+    assert "python data_scripts/pretrained.py --root weights" in result.stderr
+    assert "model.pretrained=none" in result.stderr and result.stderr.count("\n") == 1

@@ -3,6 +3,7 @@
 import pytest
 
 from deeplab import ConfigError, config_names, get_config
+from deeplab.config import absolute_path_overrides
 
 
 def test_the_twelve_reference_configs_follow_the_recipe():
@@ -64,3 +65,22 @@ def test_bad_overrides_are_one_clear_line(override, message):
     with pytest.raises(ConfigError, match=message) as error:
         get_config("voc-r50-d8", [override])
     assert "\n" not in str(error.value)
+
+
+def test_reference_configs_start_from_imagenet_v1c_and_toy_configs_from_scratch(tmp_path):
+    for name in config_names():
+        model = get_config(name).model
+        expected = {"r50": "weights/resnet50_v1c-2cccc1ad.pth", "r101": "weights/resnet101_v1c-e67eebb6.pth"}
+        depth = name.split("-")[1]
+        assert model.backbone_weights == (None if name.startswith("toy-") else expected[depth]), name
+    assert get_config("voc-r50-d8", ["model.pretrained=none"]).model.backbone_weights is None
+    torchvision_name = get_config("voc-r50-d8", ["model.pretrained=ResNet50_Weights.IMAGENET1K_V2"]).model
+    assert torchvision_name.backbone_weights_file is None  # a torchvision weight enum is no file
+
+
+def test_relative_weight_paths_are_made_absolute_against_the_callers_folder(tmp_path):
+    config = get_config("voc-r101-d8")
+    assert absolute_path_overrides(config, tmp_path) == [
+        f"model.pretrained={tmp_path.resolve() / 'weights' / 'resnet101_v1c-e67eebb6.pth'}"
+    ]
+    assert absolute_path_overrides(get_config("toy-r50-d8"), tmp_path) == []

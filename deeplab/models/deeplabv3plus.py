@@ -35,7 +35,9 @@ class DeepLabV3Plus(nn.Module):
     """DeepLabV3+ with a ResNet backbone.
 
     ``forward`` maps images ``(N, 3, H, W)`` to ``{"out": (N, num_classes, H, W)}`` logits, upsampled bilinearly
-    from stride 4; in training mode with an auxiliary head it adds ``"aux": (N, num_classes, H, W)``.
+    from stride 4; in training mode with an auxiliary head it adds ``"aux": (N, num_classes, H, W)``. With
+    ``output_size=(H', W')`` the stride-4 logits go straight to that size instead, in one interpolation: evaluation
+    asks for the label's size, as the reference does.
     """
 
     def __init__(self, backbone: nn.Module, aspp: ASPP, decoder: Decoder, aux_head: FCNHead | None = None):
@@ -45,8 +47,8 @@ class DeepLabV3Plus(nn.Module):
         self.decoder = decoder
         self.aux_head = aux_head
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = images.shape[-2:]
+    def forward(self, images: torch.Tensor, output_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        size = output_size or images.shape[-2:]
         features = self.backbone(images)  # low_level (N, 256, H/4, W/4), aux (N, 1024, H/os, W/os), out (N, 2048, ...)
         encoded = self.aspp(features["out"])  # (N, 512, H/os, W/os)
         logits = self.decoder(encoded, features["low_level"])  # (N, num_classes, H/4, W/4)
@@ -56,22 +58,23 @@ class DeepLabV3Plus(nn.Module):
         return result
 
 
-def _resize(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+def _resize(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def build_model(config: Config | ModelConfig, *, weights: Weights = None) -> DeepLabV3Plus:
-    """The DeepLabV3+ a config describes, with random heads and, if given, ImageNet backbone weights.
+    """The DeepLabV3+ a config describes, randomly initialised; with ``weights``, ImageNet backbone weights.
 
-    ``weights`` overrides ``config.pretrained``: a torchvision weight enum or name (standard stem), or the
-    path of an ImageNet checkpoint (e.g. open-mmlab's ``resnet101_v1c-e67eebb6.pth`` for the deep stem).
+    ``weights``: a torchvision weight enum or name (standard stem), or the path of an ImageNet checkpoint (e.g.
+    open-mmlab's ``resnet101_v1c-e67eebb6.pth`` for the deep stem). The config's ``pretrained`` is what the
+    trainer passes here (``config.model.backbone_weights``); building the network alone loads nothing.
     """
     model_config = config.model if isinstance(config, Config) else config
     backbone = resnet_backbone(
         model_config.depth,
         model_config.output_stride,
         deep_stem=model_config.deep_stem,
-        weights=weights if weights is not None else (model_config.pretrained or None),
+        weights=weights,
     )
     channels = model_config.channels
     aspp = ASPP(OUT_CHANNELS, channels, atrous_rates_for(model_config.output_stride))

@@ -143,10 +143,20 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
 
     BatchNorm step counters (``num_batches_tracked``), which files saved by older PyTorch lack, keep the backbone's.
     """
-    state = state_dict_of(read_checkpoint(path))
+    state = state_dict_of(read_checkpoint(require_backbone_weights(path)))
     state = {key.removeprefix("backbone."): value for key, value in state.items() if not key.startswith("fc.")}
     counters = {key: value for key, value in backbone.state_dict().items() if key.endswith("num_batches_tracked")}
     load_state_dict_checked(backbone, {**counters, **state}, source=Path(path))
+
+
+def require_backbone_weights(path: str | os.PathLike) -> Path:
+    """``path`` if it is a file; otherwise a one-line ``CheckpointError`` saying how to get the ImageNet weights."""
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"ImageNet backbone weights {path} not found (model.pretrained, relative to {Path.cwd()}): get them with "
+            "`python data_scripts/pretrained.py --root weights`, or train from scratch with --set model.pretrained=none"
+        )
+    return Path(path)
 
 
 def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: Path) -> None:
