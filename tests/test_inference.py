@@ -1,6 +1,7 @@
 """Whole-image, sliding-window, multi-scale and flipped inference."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deeplab.engine.evaluate import Inference, predict_probabilities, sliding_window_logits
@@ -14,8 +15,9 @@ class PixelModel(nn.Module):
         torch.manual_seed(0)
         self.conv = nn.Conv2d(3, 4, 1)
 
-    def forward(self, x):
-        return {"out": self.conv(x)}
+    def forward(self, x, output_size=None):
+        logits = self.conv(x)
+        return {"out": logits if output_size is None else F.interpolate(logits, output_size, mode="bilinear")}
 
 
 def test_sliding_windows_equal_the_whole_image_for_a_pixelwise_model():

@@ -1,7 +1,10 @@
 """Inference and evaluation: whole image or sliding window, optionally multi-scale with flips.
 
-Predictions are made on the image as the eval transforms resized it (the test scale) and upsampled to the
-label's original resolution, where the confusion matrix is accumulated; the reference evaluates the same way.
+Predictions are made on the image as the eval transforms resized it (the test scale); the decoder's stride-4 logits
+are upsampled once, straight to the label's original resolution, where the confusion matrix is accumulated: the
+reference evaluates the same way. (Sliding windows are stitched at the test scale first, then resized.)
+
+A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``DeepLabV3Plus`` does.
 """
 
 from __future__ import annotations
@@ -79,11 +82,11 @@ def predict_probabilities(
         for flipped in (False, True) if inference.flip else (False,):
             view = scaled.flip(-1) if flipped else scaled
             if inference.window is None:
-                logits = model(view)["out"]
+                logits = model(view, output_size=out_size)["out"].float()  # (1, C, *out_size) from stride 4
             else:
                 logits = sliding_window_logits(model, view, inference.window, inference.stride or inference.window)
+                logits = F.interpolate(logits.float(), out_size, mode="bilinear", align_corners=False)
             logits = logits.flip(-1) if flipped else logits
-            logits = F.interpolate(logits.float(), out_size, mode="bilinear", align_corners=False)
             probabilities = logits.softmax(dim=1)
             total = probabilities if total is None else total + probabilities
     return total / (len(inference.scales) * (2 if inference.flip else 1))
