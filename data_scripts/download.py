@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import shutil
 import sys
 import tarfile
 import urllib.error
@@ -194,6 +195,18 @@ def extract(archive: Path, target: Path) -> None:
             tf.extractall(target, filter="data")
     else:
         raise DataScriptError(f"{archive}: neither a tar nor a zip archive; delete it and download it again")
+
+
+def copy_into(path: Path, final: Path) -> None:
+    """Copy the verified file at ``path`` (an ``--archive``) to ``final``, whole or not at all; nothing if it is
+    ``final`` already."""
+    if final.exists() and final.samefile(path):
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(f"{final.name}.part")
+    shutil.copyfile(path, part)
+    part.replace(final)
+    print(f"copied {path} -> {final}")
 
 
 def run_once(stamp: Path, label: str, action: Callable[[], object]) -> None:

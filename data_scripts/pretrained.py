@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import pickle
-import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from download import (
     VerificationError,
     archive_for,
     check_archive_names,
+    copy_into,
     fetch,
     file_checksum,
     run_main,
@@ -110,13 +110,7 @@ def obtain(depth: int, root: Path, archive: Path | None) -> Path:
     downloaded (:func:`download.fetch` with :func:`verify` as its check)."""
     path = fetch(BACKBONES[depth], root, archive, verify=functools.partial(verify, depth=depth))
     final = root / BACKBONES[depth].filename
-    if final.exists() and final.samefile(path):
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(f"{final.name}.part")
-    shutil.copyfile(path, part)
-    part.replace(final)
-    print(f"copied {path} -> {final}")
+    copy_into(path, final)
     return final
 
 

@@ -1,7 +1,7 @@
 """Command line of the DeepLabV3+ course: ``python -m deeplab <command> --help``.
 
-Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict`` and ``reproduce``. The same ``train``
-command runs on many GPUs and machines under ``torchrun``.
+Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict``, ``reproduce`` and ``compare-logs``.
+The same ``train`` command runs on many GPUs and machines under ``torchrun``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from deeplab.cli import predict_command
 
-    predict_command(args.checkpoint, args.images, args.out, config_name=args.config, device=args.device)
+    predict_command(
+        args.checkpoint,
+        args.images,
+        args.out,
+        config_name=args.config,
+        device=args.device,
+        released_root=args.released_root,
+    )
 
 
 def _reproduce(args: argparse.Namespace) -> None:
@@ -51,15 +58,35 @@ def _reproduce(args: argparse.Namespace) -> None:
         overrides=args.set,
         device=args.device,
         nproc_per_node=args.nproc_per_node,
+        released=args.released,
+        released_root=args.released_root,
     )
     print(f"results: {Path(args.out) / 'results.md'}")
     if any(outcome.status == "failed" for outcome in outcomes):
         raise SystemExit(1)
 
 
+def _compare_logs(args: argparse.Namespace) -> None:
+    from deeplab.compare_logs import compare_logs_command
+
+    compare_logs_command(args.ours, args.reference, args.out)
+
+
 def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
     parser.add_argument("--config", required=config_required, help=f"config name, one of: {', '.join(config_names())}")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
+
+
+def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a file (ours, config inside, or sssegmentation's) or 'released': the reference's trained model of "
+        "--config, downloaded and verified on first use",
+    )
+    parser.add_argument(
+        "--released-root", type=Path, default=Path("weights/released"), help="where released checkpoints are kept"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="mIoU of a checkpoint on a validation split")
     _add_common(evaluate, config_required=False)
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help="ours (config inside) or sssegmentation's")
+    _add_checkpoint(evaluate)
     evaluate.add_argument("--data-root", type=Path, default=Path("data"))
     evaluate.add_argument("--split", default=None, help="default: the config's validation split")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -93,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="colourised masks and overlays for image files")
     _add_common(predict, config_required=False)
-    predict.add_argument("--checkpoint", type=Path, required=True)
+    _add_checkpoint(predict)
     predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG)")
     predict.add_argument("--out", type=Path, required=True, help="folder for <name>_mask.png and <name>_overlay.png")
     predict.set_defaults(run=_predict)
 
-    reproduce = commands.add_parser("reproduce", help="run the training notebook per config; write results.md")
+    reproduce = commands.add_parser(
+        "reproduce", help="train each config through the training notebook (or evaluate the released checkpoints)"
+    )
     reproduce.add_argument("--configs", default="all", help="'all' or comma-separated config names")
     reproduce.add_argument("--data-root", type=Path, default=Path("data"))
     reproduce.add_argument("--out", type=Path, default=Path("runs/repro"))
@@ -106,7 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--smoke", action="store_true", help="toy data, one tiny step per config")
     reproduce.add_argument("--device", choices=["cpu", "cuda"], default=None)
     reproduce.add_argument("--nproc-per-node", type=int, default=1, help="GPUs per run (torchrun inside)")
+    reproduce.add_argument(
+        "--released",
+        action="store_true",
+        help="evaluate the reference's released checkpoints instead of training (fetched on first use)",
+    )
+    reproduce.add_argument("--released-root", type=Path, default=Path("weights/released"))
     reproduce.set_defaults(run=_reproduce)
+
+    compare = commands.add_parser("compare-logs", help="lay a run's training log beside one of the reference's")
+    compare.add_argument("--ours", type=Path, required=True, help="a run folder or its metrics.jsonl")
+    compare.add_argument("--reference", type=Path, required=True, help="a released sssegmentation .log file")
+    compare.add_argument("--out", type=Path, default=None, help="write log_comparison.{md,png} here")
+    compare.set_defaults(run=_compare_logs)
     return parser
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from deeplab.config import Config, ConfigError, config_from_dict, get_config
 from deeplab.data import build_dataset, dataset_info
@@ -18,6 +18,8 @@ from deeplab.engine.evaluate import Inference, evaluate, predict_probabilities
 from deeplab.engine.train import FINAL_METRICS, LOG, atomic_write_json, read_log, train
 from deeplab.models import build_model
 from deeplab.models.weights import load_checkpoint, read_checkpoint
+from deeplab.models.zoo import DEFAULT_ROOT
+from deeplab.released import resolve_checkpoint
 
 MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -90,31 +92,44 @@ def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: 
             apply_override(config, override)
     else:
         raise ConfigError(f"{checkpoint} holds no config (an sssegmentation checkpoint?): pass --config NAME")
-    model = build_model(dataclasses.replace(config.model, pretrained=""))
+    model = build_model(config)
     load_checkpoint(checkpoint, model)
     return config, model.eval()
 
 
-def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
-    """mIoU of a checkpoint; prints the per-class table; with ``--out`` writes metrics.json and plots."""
-    config, model = model_from_checkpoint(args.checkpoint, args.config, args.set)
-    env = distributed.setup(args.device)
+def evaluate_checkpoint(
+    config: Config, model: nn.Module, data_root: Path, *, split: str | None, inference: Inference, device: str | None
+) -> tuple[dict[str, Any], bool]:
+    """Metrics of ``model`` on ``split`` (default: the config's validation split), in this process and its
+    ``torchrun`` peers; returns them and whether this is the main process."""
+    env = distributed.setup(device)
     model.to(env.device)
     data = config.data
     dataset = build_dataset(
-        data.dataset, args.data_root, args.split or data.val_split, transforms=eval_transforms(scale=data.scale)
+        data.dataset, data_root, split or data.val_split, transforms=eval_transforms(scale=data.scale)
     )
+    metrics = evaluate(
+        model, dataset, num_classes=config.model.num_classes, env=env, inference=inference, progress=True
+    )
+    distributed.teardown()
+    return metrics, env.is_main
+
+
+def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
+    """mIoU of a checkpoint; prints the per-class table; with ``--out`` writes metrics.json and plots."""
+    checkpoint = resolve_checkpoint(args.checkpoint, args.config, args.released_root)
+    config, model = model_from_checkpoint(checkpoint, args.config, args.set)
+    data = config.data
     inference = Inference(
         scales=MULTI_SCALES if args.multi_scale else (1.0,),
         flip=args.flip,
         window=data.crop_size if args.slide else None,
         stride=tuple(size * 2 // 3 for size in data.crop_size) if args.slide else None,
     )
-    metrics = evaluate(
-        model, dataset, num_classes=config.model.num_classes, env=env, inference=inference, progress=True
+    metrics, is_main = evaluate_checkpoint(
+        config, model, args.data_root, split=args.split, inference=inference, device=args.device
     )
-    distributed.teardown()
-    if env.is_main:
+    if is_main:
         class_names = dataset_info(data.dataset).classes
         print(iou_table(metrics, class_names))
         if args.out:
@@ -124,13 +139,21 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def predict_command(checkpoint: Path, images: list[Path], out: Path, *, config_name: str | None, device: str | None):
+def predict_command(
+    checkpoint: str | Path,
+    images: list[Path],
+    out: Path,
+    *,
+    config_name: str | None,
+    device: str | None,
+    released_root: Path = DEFAULT_ROOT,
+) -> list[Path]:
     """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image."""
     from torchvision.io import decode_image, write_png
 
     from deeplab import viz
 
-    config, model = model_from_checkpoint(checkpoint, config_name, [])
+    config, model = model_from_checkpoint(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(where)
     info = dataset_info(config.data.dataset)

@@ -4,7 +4,12 @@ Each config gets ``OUT/<config>/``: the executed notebook, its log, and the run 
 ``metrics.json`` the notebook's training writes. Re-running skips configs whose ``metrics.json`` exists (and was
 trained with the same settings) and resumes the others from their last checkpoint; a config that fails is reported
 and the others go on.
-``results.md`` lays the numbers out like the reference table, with reported and measured columns apart.
+With ``released=True`` it evaluates the reference's released checkpoint of each config instead (fetched on first
+use, see ``deeplab.released``) into ``OUT/<config>/released/metrics.json``.
+
+``results.json`` keeps the latest outcome of each config of each kind, with the hardware and data behind it, and
+``results.md`` lays it out like the reference table: reported, released checkpoint evaluated here and trained here
+in separate columns.
 """
 
 from __future__ import annotations
@@ -18,16 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeplab.config import config_differences, get_config
+from deeplab.config import absolute_path_overrides, config_differences, get_config
+from deeplab.models.weights import require_backbone_weights
+from deeplab.models.zoo import RELEASED
 
 TRAINING_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_training.ipynb"
 
-# mIoU (%) reported in the DeepLabV3+ README of the sssegmentation toolbox (single scale).
-REPORTED = {
-    "voc-r50-d8": 77.43, "voc-r50-d16": 76.92, "voc-r101-d8": 79.19, "voc-r101-d16": 78.31,
-    "ade20k-r50-d8": 44.51, "ade20k-r50-d16": 43.21, "ade20k-r101-d8": 45.72, "ade20k-r101-d16": 45.22,
-    "cityscapes-r50-d8": 80.38, "cityscapes-r50-d16": 79.73, "cityscapes-r101-d8": 81.09, "cityscapes-r101-d16": 80.20,
-}  # fmt: skip
+# mIoU (%) reported in the DeepLabV3+ README of the sssegmentation toolbox (single scale), in table order.
+REPORTED = {name: model.reported_miou for name, model in RELEASED.items()}
+KINDS = {"released": "released checkpoint evaluated here", "trained": "trained here"}  # results.md's own columns
 DATASET_ROWS = {
     "voc": "VOC trainaug/val (512x512, 16, 60)",
     "ade20k": "ADE20k train/val (512x512, 16, 130)",
@@ -36,19 +40,21 @@ DATASET_ROWS = {
 # Smoke mode: every config's machinery on the toy data, one tiny step each.
 SMOKE_OVERRIDES = [
     "data.dataset=toy", "data.train_split=train", "data.crop_size=64,64", "data.scale=96,64",
-    "data.num_workers=0", "train.batch_size=2", "train.iterations=1", "train.log_every=1",
+    "data.num_workers=0", "train.batch_size=2", "train.iterations=1", "train.log_every=1", "model.pretrained=none",
 ]  # fmt: skip
 
 
 @dataclass
 class Outcome:
-    """What became of one config: ``done``, ``skipped`` (finished earlier) or ``failed``."""
+    """What became of one config: ``done``, ``skipped`` (finished earlier) or ``failed``; ``kind`` says whether it
+    was trained here or is the released checkpoint evaluated here."""
 
     name: str
     status: str
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
+    kind: str = "trained"
 
 
 def run_config(
@@ -121,30 +127,106 @@ def hardware() -> str:
     return f"CPU ({processor}, {torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
-def results_table(outcomes: list[Outcome], *, data_note: str, machine: str) -> str:
-    """``results.md``: the reference table's layout, reported and measured mIoU in separate columns."""
+def results_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """``results.md`` from ``results.json``'s entries (config -> kind -> entry): the reference table's layout with
+    reported, released-checkpoint and trained-here mIoU in separate columns, and the hardware and data of each."""
     lines = [
         "# DeepLabV3+ results",
         "",
-        f"Measured here on: {machine}. Data: {data_note}.",
-        "Reported: the DeepLabV3+ README of the sssegmentation toolbox (mIoU %, single scale).",
+        "mIoU (%), single scale, from three sources kept apart:",
+        "- reported: the DeepLabV3+ README of the sssegmentation toolbox (trained and evaluated by its authors);",
+        *_provenance(results),
         "",
-        "| dataset (crop, batch, epochs) | config | reported mIoU (%) | measured here mIoU (%) | status | wall time |",
-        "|---|---|---:|---:|---|---:|",
+        "| dataset (crop, batch, epochs) | config | reported | released checkpoint evaluated here | trained here "
+        "| status | wall time |",
+        "|---|---|---:|---:|---:|---|---:|",
     ]
-    by_name = {outcome.name: outcome for outcome in outcomes}
     groups = {label: [n for n in REPORTED if n.startswith(f"{dataset}-")] for dataset, label in DATASET_ROWS.items()}
-    groups["other configs (not in the reference)"] = [n for n in by_name if n not in REPORTED]
+    groups["other configs (not in the reference)"] = [n for n in results if n not in REPORTED]
     for label, names in groups.items():
         for index, name in enumerate(names):
-            outcome = by_name.get(name)
+            entries = results.get(name, {})
             reported = f"{REPORTED[name]:.2f}" if name in REPORTED else "—"
-            measured = f"{100 * outcome.metrics['miou']:.2f}" if outcome and "miou" in outcome.metrics else "—"
-            status = "not run" if outcome is None else outcome.status + (f": {outcome.error}" if outcome.error else "")
+            released, trained = (_miou_cell(entries.get(kind)) for kind in KINDS)
+            status = "; ".join(f"{kind}: {_status(entry)}" for kind, entry in entries.items()) or "not run"
             status = status.replace("|", "\\|")  # a '|' in an error message would split the table's cell
-            wall = f"{outcome.seconds / 60:.1f} min" if outcome and outcome.seconds else "—"
-            lines.append(f"| {label if index == 0 else ''} | {name} | {reported} | {measured} | {status} | {wall} |")
+            wall = "; ".join(f"{kind} {e['seconds'] / 60:.1f} min" for kind, e in entries.items() if e["seconds"])
+            cells = [label if index == 0 else "", name, reported, released, trained, status, wall or "—"]
+            lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def _provenance(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """One line per kind and (hardware, data): which configs were measured where, on what."""
+    lines = []
+    for kind, column in KINDS.items():
+        where: dict[tuple[str, str], list[str]] = {}
+        for name, entries in results.items():
+            if entries.get(kind, {}).get("miou") is not None:
+                where.setdefault((entries[kind]["hardware"], entries[kind]["data"]), []).append(name)
+        for (machine, data), names in where.items():
+            lines.append(f"- {column}: {', '.join(names)} on {machine}; data: {data};")
+    return lines or ["- nothing measured here yet."]
+
+
+def _miou_cell(entry: dict[str, Any] | None) -> str:
+    return "—" if entry is None or entry.get("miou") is None else f"{100 * entry['miou']:.2f}"
+
+
+def _status(entry: dict[str, Any]) -> str:
+    return entry["status"] + (f": {entry['error']}" if entry.get("error") else "")
+
+
+def record_outcome(results: dict[str, dict[str, dict[str, Any]]], outcome: Outcome, machine: str, data: str) -> None:
+    """Put ``outcome`` into ``results`` (``results.json``'s content); a skipped config keeps the hardware and data
+    it was measured on, when known."""
+    earlier = results.get(outcome.name, {}).get(outcome.kind, {})
+    if outcome.status == "skipped" and earlier.get("miou") is not None:
+        machine, data = earlier["hardware"], earlier["data"]
+    results.setdefault(outcome.name, {})[outcome.kind] = {
+        "miou": outcome.metrics.get("miou"),
+        "status": outcome.status,
+        "error": outcome.error,
+        "seconds": outcome.seconds or earlier.get("seconds", 0.0),
+        "hardware": machine,
+        "data": data,
+    }
+
+
+def run_overrides(name: str, overrides: list[str]) -> list[str]:
+    """``overrides`` plus absolute paths for the config's files (papermill's kernel runs elsewhere), after checking
+    that they exist: a missing ImageNet backbone stops the batch before any config starts, in one line."""
+    config = get_config(name, overrides)
+    weights = config.model.backbone_weights_file
+    if weights is not None:
+        require_backbone_weights(weights)
+    return [*overrides, *absolute_path_overrides(config, Path.cwd())]
+
+
+def evaluate_released(
+    name: str, data_root: Path, out: Path, *, overrides: list[str], device: str | None, released_root: Path
+) -> Outcome:
+    """Evaluate the reference's released checkpoint of ``name`` (single scale, whole image, the config's validation
+    split) into ``out/name/released/metrics.json``; a config already evaluated there is skipped."""
+    from deeplab.cli import evaluate_checkpoint, model_from_checkpoint
+    from deeplab.engine.evaluate import Inference
+    from deeplab.engine.train import FINAL_METRICS, atomic_write_json
+    from deeplab.errors import USER_ERRORS
+    from deeplab.released import RELEASED_NAME, resolve_checkpoint
+
+    metrics_file = out / name / "released" / FINAL_METRICS
+    if metrics_file.is_file():
+        return Outcome(name, "skipped", json.loads(metrics_file.read_text()), kind="released")
+    start = time.perf_counter()
+    try:
+        checkpoint = resolve_checkpoint(RELEASED_NAME, name, released_root)
+        config, model = model_from_checkpoint(checkpoint, name, overrides)
+        metrics, _ = evaluate_checkpoint(config, model, data_root, split=None, inference=Inference(), device=device)
+    except USER_ERRORS as error:
+        return Outcome(name, "failed", seconds=time.perf_counter() - start, error=str(error), kind="released")
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(metrics_file, metrics)
+    return Outcome(name, "done", metrics, time.perf_counter() - start, kind="released")
 
 
 def reproduce(
@@ -156,26 +238,41 @@ def reproduce(
     overrides: list[str] | None = None,
     device: str | None = None,
     nproc_per_node: int = 1,
+    released: bool = False,
+    released_root: str | Path = "weights/released",
 ) -> list[Outcome]:
-    """Run every config in ``names`` (``["all"]`` for the 12), print a line per config, write ``results.md``.
+    """Train every config in ``names`` (``["all"]`` for the 12), or with ``released`` evaluate the reference's
+    released checkpoints; print a line per config and update ``results.json`` and ``results.md``.
 
-    ``results.md`` is rewritten (atomically) after each config, so an interrupted batch leaves a current table.
+    Both files are rewritten (atomically) after each config, so an interrupted batch leaves a current table.
     """
-    from deeplab.engine.train import atomic_write_text
+    from deeplab.engine.train import atomic_write_json, atomic_write_text
 
     names = list(REPORTED) if names == ["all"] else names
     extra = [*(SMOKE_OVERRIDES if smoke else []), *(overrides or [])]
     for name in names:
         get_config(name, extra)  # fails early, in one line, on a misspelt name or override
+    per_config = {name: extra if released else run_overrides(name, extra) for name in names}
     out, data_root = Path(out), Path(data_root)
     out.mkdir(parents=True, exist_ok=True)
     data_note = "the toy dataset with one-step smoke schedules (not comparable)" if smoke else f"{data_root}"
     machine = hardware()
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     outcomes = []
     for name in names:
-        outcome = run_config(name, data_root, out, overrides=extra, device=device, nproc_per_node=nproc_per_node)
+        if released:
+            outcome = evaluate_released(
+                name, data_root, out, overrides=per_config[name], device=device, released_root=Path(released_root)
+            )
+        else:
+            outcome = run_config(
+                name, data_root, out, overrides=per_config[name], device=device, nproc_per_node=nproc_per_node
+            )
         shown = f"mIoU {100 * outcome.metrics['miou']:.2f}" if "miou" in outcome.metrics else outcome.error
-        print(f"{name}: {outcome.status} {shown} ({outcome.seconds:.0f} s)", flush=True)
+        print(f"{name} ({outcome.kind}): {outcome.status} {shown} ({outcome.seconds:.0f} s)", flush=True)
         outcomes.append(outcome)
-        atomic_write_text(out / "results.md", results_table(outcomes, data_note=data_note, machine=machine))
+        record_outcome(results, outcome, machine, data_note)
+        atomic_write_json(results_file, results)
+        atomic_write_text(out / "results.md", results_table(results))
     return outcomes

@@ -15,9 +15,12 @@ from deeplab import get_config
 from deeplab.__main__ import main
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.train import Trainer, read_log
-from deeplab.reproduce import REPORTED, SMOKE_OVERRIDES, Outcome, reproduce, results_table
+from deeplab.reproduce import REPORTED, SMOKE_OVERRIDES, Outcome, record_outcome, reproduce, results_table
 
-HEADER = "| dataset (crop, batch, epochs) | config | reported mIoU (%) | measured here mIoU (%) | status | wall time |"
+HEADER = (
+    "| dataset (crop, batch, epochs) | config | reported | released checkpoint evaluated here | trained here "
+    "| status | wall time |"
+)
 FAILING, RESUMED, FRESH = "ade20k-r50-d16", "voc-r50-d16", "cityscapes-r50-d16"
 DONE = [RESUMED, FRESH]
 # Narrow heads (smaller checkpoints) and two steps with a checkpoint after each, so that a run stopped after step 1
@@ -93,8 +96,10 @@ def test_each_config_folder_holds_the_executed_notebook_its_log_and_metrics(batc
 @pytest.mark.slow
 def test_results_md_has_the_reference_layout_with_reported_and_measured_apart(batch):
     assert HEADER in batch.results
-    assert "Measured here on: CPU (" in batch.results and ", torch " in batch.results
-    assert "Data: the toy dataset with one-step smoke schedules (not comparable)." in batch.results
+    trained_line = next(line for line in batch.results.splitlines() if line.startswith("- trained here: "))
+    assert trained_line.startswith(f"- trained here: {RESUMED}, {FRESH} on CPU (") and ", torch " in trained_line
+    assert trained_line.endswith("; data: the toy dataset with one-step smoke schedules (not comparable);")
+    assert not any(line.startswith("- released checkpoint") for line in batch.results.splitlines())
     rows = table_rows(batch.results)
     assert list(rows) == list(REPORTED)
     assert rows["voc-r50-d8"][0] == "VOC trainaug/val (512x512, 16, 60)" and rows["voc-r50-d16"][0] == ""
@@ -106,9 +111,9 @@ def test_results_md_has_the_reference_layout_with_reported_and_measured_apart(ba
         assert cells[2] == f"{REPORTED[name]:.2f}"
         if name in DONE:
             miou = json.loads((batch.out / name / "run" / "metrics.json").read_text())["miou"]
-            assert cells[3:5] == [f"{100 * miou:.2f}", "done"] and cells[5].endswith(" min")
+            assert cells[3:6] == ["—", f"{100 * miou:.2f}", "trained: done"] and cells[6].endswith(" min")
         elif name != FAILING:
-            assert cells[3:] == ["—", "not run", "—"]
+            assert cells[3:] == ["—", "—", "not run", "—"]
 
 
 @pytest.mark.slow
@@ -119,7 +124,7 @@ def test_a_failed_config_is_reported_and_the_next_ones_still_run(batch):
     assert "CheckpointError: " in (batch.out / FAILING / "error.txt").read_text()
     assert not (batch.out / FAILING / "run" / "metrics.json").exists()
     cells = table_rows(batch.results)[FAILING]
-    assert cells[3] == "—" and cells[4] == f"failed: {failed.error}"
+    assert cells[3:5] == ["—", "—"] and cells[5] == f"trained: failed: {failed.error}"
     assert [batch.outcomes[name].status for name in DONE] == ["done", "done"]  # both ran after the failure
 
 
@@ -141,7 +146,7 @@ def test_rerun_skips_finished_configs_without_executing_them(batch, toy_root):
     assert [outcome.metrics["miou"] for outcome in again] == [batch.outcomes[name].metrics["miou"] for name in DONE]
     assert [path.stat().st_mtime_ns for path in notebooks] == before
     rows = table_rows((batch.out / "results.md").read_text())
-    assert rows[RESUMED][3:5] == [f"{100 * batch.outcomes[RESUMED].metrics['miou']:.2f}", "skipped"]
+    assert rows[RESUMED][4:6] == [f"{100 * batch.outcomes[RESUMED].metrics['miou']:.2f}", "trained: skipped"]
 
 
 @pytest.mark.slow
@@ -149,7 +154,7 @@ def test_a_finished_run_with_other_settings_is_not_taken_for_this_one(batch, toy
     (tmp_path / RESUMED / "run").mkdir(parents=True)
     for file in ("metrics.json", "config.json"):  # a smoke run's results, then a real run into the same folder
         shutil.copy(batch.out / RESUMED / "run" / file, tmp_path / RESUMED / "run" / file)
-    (outcome,) = reproduce([RESUMED], toy_root, tmp_path)
+    (outcome,) = reproduce([RESUMED], toy_root, tmp_path, overrides=["model.pretrained=none"])
     assert outcome.status == "failed" and "holds a finished run with other settings (" in outcome.error
     assert "data.dataset" in outcome.error and "train.iterations" in outcome.error
     assert not (tmp_path / RESUMED / "07_training.ipynb").exists()
@@ -158,15 +163,28 @@ def test_a_finished_run_with_other_settings_is_not_taken_for_this_one(batch, toy
 
 
 def test_results_table_lists_other_configs_and_keeps_errors_in_their_cell():
-    outcomes = [
-        Outcome("voc-r50-d8", "failed", error="ValueError: a | b"),
-        Outcome("toy-r50-d16", "done", {"miou": 0.4081}, seconds=90.0),
-    ]
-    rows = table_rows(results_table(outcomes, data_note="data", machine="CPU"))
+    results: dict = {}
+    record_outcome(results, Outcome("voc-r50-d8", "failed", error="ValueError: a | b"), "CPU", "data")
+    record_outcome(results, Outcome("toy-r50-d16", "done", {"miou": 0.4081}, seconds=90.0), "CPU", "toy")
+    rows = table_rows(results_table(results))
     assert len(rows) == len(REPORTED) + 1
-    assert rows["voc-r50-d8"][4] == "failed: ValueError: a \\| b"
+    assert rows["voc-r50-d8"][5] == "trained: failed: ValueError: a \\| b"
     assert rows["toy-r50-d16"][0] == "other configs (not in the reference)"
-    assert rows["toy-r50-d16"][2:] == ["—", "40.81", "done", "1.5 min"]
+    assert rows["toy-r50-d16"][2:] == ["—", "—", "40.81", "trained: done", "trained 1.5 min"]
+
+
+def test_the_three_sources_stay_in_their_columns_each_with_its_hardware_and_data():
+    results: dict = {}
+    released = Outcome("voc-r50-d16", "done", {"miou": 0.7702}, seconds=30.0, kind="released")
+    record_outcome(results, released, "1 x NVIDIA H200", "data/VOCdevkit")
+    record_outcome(results, Outcome("voc-r50-d16", "done", {"miou": 0.7651}, seconds=600.0), "8 x A100", "data")
+    record_outcome(results, Outcome("voc-r50-d16", "skipped", {"miou": 0.7651}), "CPU", "elsewhere")
+    table = results_table(results)
+    assert table_rows(table)["voc-r50-d16"][2:] == [
+        "76.92", "77.02", "76.51", "released: done; trained: skipped", "released 0.5 min; trained 10.0 min"
+    ]  # fmt: skip
+    assert "- released checkpoint evaluated here: voc-r50-d16 on 1 x NVIDIA H200; data: data/VOCdevkit;" in table
+    assert "- trained here: voc-r50-d16 on 8 x A100; data: data;" in table  # a skipped run keeps where it ran
 
 
 def test_cli_names_an_unknown_config_in_one_line_and_exits_2(tmp_path):
