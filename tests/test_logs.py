@@ -8,6 +8,7 @@ import matplotlib
 import pytest
 
 from deeplab import viz
+from deeplab.__main__ import main
 from deeplab.compare_logs import compare_logs_command
 from deeplab.engine.logs import (
     LogError,
@@ -241,3 +242,14 @@ def test_compare_logs_command_reads_a_run_folder_and_writes_the_report(tmp_path,
     ]  # ten log-uniform points 5, 6, 7, 8, 9, 11, 13, 15, 17, 20, each at the reference's nearest line
     assert table in (tmp_path / "out" / "log_comparison.md").read_text()
     assert (tmp_path / "out" / "log_comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_compare_logs_command_line_prints_the_table_or_one_error_line(tmp_path, capsys):
+    ours = write_our_log(tmp_path / "metrics.jsonl", [{"iter": step, "lr": 0.01, "loss": 1.0} for step in (5, 10)])
+    reference = write_2020_log(tmp_path / "reference.log")
+    assert main(["compare-logs", "--ours", str(ours), "--reference", str(reference)]) == 0
+    assert "| 10 | 1.0000 | 9.0010 |" in capsys.readouterr().out
+    (tmp_path / "garbage.log").write_text("no training here\n")
+    assert main(["compare-logs", "--ours", str(ours), "--reference", str(tmp_path / "garbage.log")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(tmp_path / "garbage.log") in error and error.count("\n") == 1

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from deeplab import get_config
 from deeplab.__main__ import main
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.train import Trainer, read_log
+from deeplab.models.backbone import resnet_backbone
 from deeplab.reproduce import REPORTED, SMOKE_OVERRIDES, Outcome, record_outcome, reproduce, results_table
 
+REPO = Path(__file__).resolve().parents[1]
 HEADER = (
     "| dataset (crop, batch, epochs) | config | reported | released checkpoint evaluated here | trained here "
     "| status | wall time |"
@@ -201,3 +204,37 @@ def test_cli_refuses_a_misspelt_override_before_running_anything(tmp_path, capsy
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("error: unknown config key 'train.iteratons'")
     assert not (tmp_path / "out").exists()
+
+
+def readme_commands(prefix: str) -> list[list[str]]:
+    """The README's shell lines that start with ``prefix``, as arguments (comments and line continuations gone)."""
+    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line.split("  #")[0]) for line in text.splitlines() if line.startswith(prefix)]
+
+
+def as_smoke_run(arguments: list[str]) -> list[str]:
+    """``arguments`` in smoke mode on one config and one process, the rest (relative paths included) unchanged."""
+    one = {"--configs": "voc-r50-d16", "--nproc-per-node": "1"}
+    changed = [one.get(previous, argument) for previous, argument in zip(["", *arguments[:-1]], arguments, strict=True)]
+    return [*changed, "--smoke"]
+
+
+@pytest.mark.slow
+def test_the_readmes_reproduce_commands_run_in_smoke_mode_with_relative_paths(toy_root, tmp_path):
+    """Run from a folder of its own, as a user would from the repository: ``data/``, ``weights/`` and ``runs/``
+    are relative to it (papermill's kernel runs in ``notebooks/``). The ImageNet file is a random stand-in."""
+    commands = [command for command in readme_commands("python -m deeplab reproduce") if "--released" not in command]
+    assert len(commands) == 2 and commands[0][4:8] == ["--configs", "all", "--nproc-per-node", "8"]
+    shutil.copytree(toy_root / "toy", tmp_path / "data" / "toy")
+    weights = tmp_path / "weights" / "resnet50_v1c-2cccc1ad.pth"
+    weights.parent.mkdir()
+    torch.save(resnet_backbone(50, 16, deep_stem=True).state_dict(), weights)
+    for command in commands:
+        smoke = [*as_smoke_run(command), "--set", "model.pretrained=weights/resnet50_v1c-2cccc1ad.pth"]
+        result = subprocess.run([sys.executable, *smoke[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = tmp_path / (smoke[smoke.index("--out") + 1] if "--out" in smoke else "runs/repro")
+        config = json.loads((out / "voc-r50-d16" / "run" / "config.json").read_text())
+        assert config["model"]["pretrained"] == str(weights)  # resolved against the caller's folder
+        assert table_rows((out / "results.md").read_text())["voc-r50-d16"][5] == "trained: done"
+        assert "starts from the ImageNet weights " + str(weights) in (out / "voc-r50-d16" / "notebook.log").read_text()
