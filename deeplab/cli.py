@@ -15,7 +15,7 @@ from deeplab.data import build_dataset, dataset_info
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
 from deeplab.engine.evaluate import Inference, evaluate, predict_probabilities
-from deeplab.engine.train import FINAL_METRICS, LOG, atomic_write_json, read_log, train
+from deeplab.engine.train import FINAL_METRICS, LOG, atomic_write_json, read_log, set_gpu_numerics, train
 from deeplab.models import build_model
 from deeplab.models.weights import load_checkpoint, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT
@@ -103,6 +103,7 @@ def evaluate_checkpoint(
     """Metrics of ``model`` on ``split`` (default: the config's validation split), in this process and its
     ``torchrun`` peers; returns them and whether this is the main process."""
     env = distributed.setup(device)
+    set_gpu_numerics(config.train)  # the reference's: fp32 with TF32 off
     model.to(env.device)
     data = config.data
     dataset = build_dataset(
