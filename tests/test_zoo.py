@@ -309,3 +309,12 @@ def test_released_checkpoints_are_fetched_on_first_use_and_evaluated_as_the_refe
         assert rows[name][3:6] == [f"{100 * measured:.2f}", "—", "released: done"]
     again = subprocess.run([*command, *options, "--set", scale], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("(released): skipped") == 2, again.stderr
+
+    image = next((data_root / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))
+    predict = ["predict", "--config", "voc-r50-d16", "--checkpoint", "released", "--released-root", str(root)]
+    result = subprocess.run(
+        [sys.executable, "-m", "deeplab", *predict, str(image), "--out", str(tmp_path / "masks")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "masks" / f"{image.stem}_overlay.png").is_file()
