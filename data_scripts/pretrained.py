@@ -1,7 +1,7 @@
 """ImageNet-pretrained ResNetV1c backbones: the weights the reference toolbox starts every DeepLabV3+ run from.
 
 sssegmentation (like mmsegmentation) initialises ResNet-50/101 with open-mmlab's ``resnet*_v1c`` ImageNet
-checkpoints; our configs default to random weights, so reproducing the reference needs these files.
+checkpoints; the 12 reference configs start from the same files, read from weights/ (deeplab.config.IMAGENET_V1C).
 
 For each --depth (default: 50 and 101):
   1. download (resumably, with a progress bar) into ROOT, or copy there the file you give with --archive/--file;
@@ -10,8 +10,9 @@ For each --depth (default: 50 and 101):
      their own names, into deeplab's deep-stem backbone of that depth (its ImageNet classifier fc.* is dropped).
 A file already in ROOT is checked, not downloaded again; a download that fails a check is deleted.
 
-Result: ROOT/resnet50_v1c-2cccc1ad.pth and ROOT/resnet101_v1c-e67eebb6.pth, for training with e.g.
---set model.pretrained=weights/resnet50_v1c-2cccc1ad.pth (the line for each depth is printed at the end).
+Result: ROOT/resnet50_v1c-2cccc1ad.pth and ROOT/resnet101_v1c-e67eebb6.pth. With the default ROOT (weights) the
+reference configs find them as they are; the option naming each file, e.g.
+--set model.pretrained=weights/resnet50_v1c-2cccc1ad.pth, is printed at the end for other ROOTs and other configs.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def prepare(args: argparse.Namespace) -> None:
         depth: obtain(depth, args.root, archive_for(args.archive, BACKBONES[depth].filename))
         for depth in dict.fromkeys(args.depth)
     }
-    print("ImageNet backbones ready; train with:")
+    print("ImageNet backbones ready; the reference configs read weights/ by default, or train with:")
     for depth, path in paths.items():
         print(f"  ResNet-{depth} configs (*-r{depth}-*): --set model.pretrained={path.as_posix()}")
 

@@ -101,7 +101,8 @@ def evaluate_checkpoint(
     config: Config, model: nn.Module, data_root: Path, *, split: str | None, inference: Inference, device: str | None
 ) -> tuple[dict[str, Any], bool]:
     """Metrics of ``model`` on ``split`` (default: the config's validation split), in this process and its
-    ``torchrun`` peers; returns them and whether this is the main process."""
+    ``torchrun`` peers, with ``"data"`` saying which dataset, split and how many images; returns them and whether
+    this is the main process."""
     env = distributed.setup(device)
     set_gpu_numerics(config.train)  # the reference's: fp32 with TF32 off
     model.to(env.device)
@@ -113,7 +114,8 @@ def evaluate_checkpoint(
         model, dataset, num_classes=config.model.num_classes, env=env, inference=inference, progress=True
     )
     distributed.teardown()
-    return metrics, env.is_main
+    about = f"{data.dataset} {split or data.val_split} ({len(dataset)} images) in {data_root}"
+    return {**metrics, "data": about}, env.is_main
 
 
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:

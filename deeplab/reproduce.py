@@ -272,7 +272,7 @@ def reproduce(
         shown = f"mIoU {100 * outcome.metrics['miou']:.2f}" if "miou" in outcome.metrics else outcome.error
         print(f"{name} ({outcome.kind}): {outcome.status} {shown} ({outcome.seconds:.0f} s)", flush=True)
         outcomes.append(outcome)
-        record_outcome(results, outcome, machine, data_note)
+        record_outcome(results, outcome, machine, data_note if smoke else outcome.metrics.get("data", data_note))
         atomic_write_json(results_file, results)
         atomic_write_text(out / "results.md", results_table(results))
     return outcomes

@@ -307,6 +307,9 @@ def test_released_checkpoints_are_fetched_on_first_use_and_evaluated_as_the_refe
         measured = json.loads((out / name / "released" / "metrics.json").read_text())["miou"]
         assert measured == pytest.approx(reference_miou(state, output_stride, val_set), abs=1e-9)
         assert rows[name][3:6] == [f"{100 * measured:.2f}", "—", "released: done"]
+    provenance = "- released checkpoint evaluated here: voc-r50-d16, voc-r50-d8 on CPU ("
+    assert provenance in (out / "results.md").read_text()
+    assert f"; data: voc val ({len(val_set)} images) in {data_root};" in (out / "results.md").read_text()
     again = subprocess.run([*command, *options, "--set", scale], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("(released): skipped") == 2, again.stderr
 
