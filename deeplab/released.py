@@ -36,7 +36,8 @@ def fetch_released(config_name: str, root: Path) -> None:
     if not SCRIPT.is_file():
         raise CheckpointError(
             f"{SCRIPT} not found (the package runs outside its repository): download "
-            f"{RELEASED[config_name].checkpoint_urls()[0]} and verify it with data_scripts/checkpoints.py --archive"
+            f"{RELEASED[config_name].checkpoint_urls()[0]}, then run data_scripts/checkpoints.py --archive FILE "
+            f"--root {root} from a clone of the repository"
         )
     command = [sys.executable, str(SCRIPT), "--root", str(root), "--configs", config_name]
     if subprocess.run(command, check=False).returncode != 0:
