@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import operator
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deeplab.data.classes import TOY_CLASSES
+from deeplab.data.datasets import DATASETS
 
 
 class ConfigError(ValueError):
-    """An unknown config name or key, or a value of the wrong type."""
+    """An unknown config name or key, or a value of the wrong type or out of its range."""
 
 
 @dataclass
@@ -166,6 +170,7 @@ def get_config(name: str, overrides: typing.Iterable[str] = ()) -> Config:
     config = copy.deepcopy(CONFIGS[name])
     for override in overrides:
         apply_override(config, override)
+    validate_config(config)
     return config
 
 
@@ -193,7 +198,9 @@ def config_from_dict(values: dict[str, typing.Any]) -> Config:
         sections[section.name] = cls(
             **{key: tuple(value) if typing.get_origin(hints[key]) is tuple else value for key, value in given.items()}
         )
-    return Config(name=values["name"], **sections)
+    config = Config(name=values["name"], **sections)
+    validate_config(config)
+    return config
 
 
 def apply_override(config: Config, override: str) -> None:
@@ -228,6 +235,215 @@ def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:
         return kind(text)
     except ValueError as error:
         raise ConfigError(f"{key} expects {getattr(kind, '__name__', kind)}, got {text!r} ({error})") from None
+
+
+# Validation: every key has a rule, checked when a config is made (``get_config``, ``config_from_dict``), so that a
+# bad value ends in one line naming it rather than in a traceback deep in training.
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one config value may be: ``allows`` says it in words (for the error message), ``check`` tests it."""
+
+    allows: str
+    check: Callable[[typing.Any], bool]
+
+
+def _is_int(value: typing.Any) -> bool:
+    """An ``int`` proper (``True`` is an ``int`` to Python, not to a config)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: typing.Any) -> bool:
+    """A finite ``float`` or ``int``: NaN and infinities are no learning rates."""
+    return (isinstance(value, float) or _is_int(value)) and math.isfinite(value)
+
+
+def _integer(low: int, high: int | None = None) -> Rule:
+    """An integer ``>= low`` (and ``<= high``)."""
+    allows = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return Rule(allows, lambda value: _is_int(value) and low <= value and (high is None or value <= high))
+
+
+def _number(interval: str) -> Rule:
+    """A finite number in ``interval``, written as in maths: ``"[0, 1)"``, ``"(0, inf)"``."""
+    low_text, high_text = (bound.strip() for bound in interval[1:-1].split(","))
+    low, high = float(low_text), float(high_text)
+    above = operator.gt if interval.startswith("(") else operator.ge
+    below = operator.lt if interval.endswith(")") else operator.le
+    if high == math.inf:
+        allows = f"a finite number {'>' if above is operator.gt else '>='} {low_text}"
+    else:
+        allows = f"a finite number in {interval}"
+    return Rule(allows, lambda value: _is_number(value) and above(value, low) and below(value, high))
+
+
+def _choice(options: Iterable[typing.Any], what: str = "one of") -> Rule:
+    """One of ``options``, of the same type (``50.0`` is no ResNet depth, ``1`` no ``True``)."""
+    options = tuple(options)
+    allows = f"{what} {', '.join(map(repr, options))}"
+    return Rule(allows, lambda value: any(type(value) is type(option) and value == option for option in options))
+
+
+def _pair(
+    allows: str,
+    item: Callable[[typing.Any], bool],
+    ordered: Callable[[typing.Any, typing.Any], bool] | None = None,
+) -> Rule:
+    """Two values that each pass ``item`` (and together ``ordered(first, second)``, if given)."""
+
+    def check(value: typing.Any) -> bool:
+        pair = isinstance(value, tuple) and len(value) == 2 and all(map(item, value))
+        return pair and (ordered is None or ordered(*value))
+
+    return Rule(allows, check)
+
+
+def _is_weights(value: typing.Any) -> bool:
+    """``"none"`` (or ``""``), a file path, or the name of a torchvision weight enum member that exists."""
+    return isinstance(value, str) and ("_Weights." not in value or _torchvision_weight_exists(value))
+
+
+def _torchvision_weight_exists(name: str) -> bool:
+    """Whether torchvision has the weights ``name`` (``"ResNet50_Weights.IMAGENET1K_V2"``); imported when asked."""
+    from torchvision.models import get_weight
+
+    try:
+        get_weight(name)
+    except (KeyError, ValueError):  # an unknown member, an unknown enum, a name without exactly one dot
+        return False
+    return True
+
+
+_BOOLEAN = Rule("true or false", lambda value: isinstance(value, bool))
+_NAME = Rule("a non-empty string", lambda value: isinstance(value, str) and value.strip() != "")
+
+# Each key's own rule; the rules between keys (_CONTEXT_RULES) run once all of these hold.
+_RULES: dict[str, Rule] = {
+    "model.num_classes": _integer(1),
+    "model.depth": _choice((50, 101)),
+    "model.output_stride": _choice((8, 16)),
+    "model.deep_stem": _BOOLEAN,
+    "model.aux_head": _BOOLEAN,
+    "model.channels": _integer(1),
+    "model.shortcut_channels": _integer(1),
+    "model.dropout": _number("[0, 1)"),
+    "model.pretrained": Rule(
+        "'none', a file path or an existing torchvision weight name such as 'ResNet50_Weights.IMAGENET1K_V2'",
+        _is_weights,
+    ),
+    "data.dataset": _choice(DATASETS),
+    "data.train_split": _NAME,
+    "data.val_split": _NAME,
+    "data.crop_size": _pair("two integers >= 1 (height, width)", _integer(1).check),
+    "data.scale": _pair("two integers long >= short >= 1", _integer(1).check, operator.ge),
+    "data.ratio_range": _pair("two numbers 0 < low <= high", _number("(0, inf)").check, operator.le),
+    "data.cat_max_ratio": _number("(0, 1]"),
+    "data.num_workers": _integer(0),
+    "train.epochs": _integer(0),
+    "train.batch_size": _integer(1),
+    "train.optimizer": _choice(("sgd", "adamw")),
+    "train.lr": _number("(0, inf)"),
+    "train.momentum": _number("[0, 1)"),
+    "train.weight_decay": _number("[0, inf)"),
+    "train.poly_power": _number("(0, inf)"),
+    "train.min_lr_ratio": _number("[0, 1]"),
+    "train.aux_weight": _number("[0, inf)"),
+    "train.ignore_index": _integer(0, 255),  # masks are uint8 PNGs
+    "train.iterations": _integer(0),
+    "train.batch_per_process": _integer(0),
+    "train.amp": _choice(("none", "bf16", "fp16")),
+    "train.channels_last": _BOOLEAN,
+    "train.sync_bn": _BOOLEAN,
+    "train.allow_tf32": _BOOLEAN,
+    "train.cudnn_benchmark": _BOOLEAN,
+    "train.eval_every_epochs": _integer(1),
+    "train.checkpoint_every": _integer(1),
+    "train.log_every": _integer(1),
+    "train.seed": _integer(0, 2**32 - 1),  # numpy's seed range
+}
+
+
+def _leaves_ignore_index_free(config: Config) -> Rule:
+    """Labels ``0 .. num_classes - 1`` must leave ``train.ignore_index`` free."""
+    ignore = config.train.ignore_index
+    return Rule(f"<= train.ignore_index={ignore}, the label no class may take", lambda value: value <= ignore)
+
+
+def _weights_for_backbone(config: Config) -> Rule:
+    """torchvision's weights fit only the ResNet of their depth with its 7x7 stem (``deep_stem=False``)."""
+    depth, deep_stem = config.model.depth, config.model.deep_stem
+
+    def fits(value: str) -> bool:
+        return "_Weights." not in value or (value.startswith(f"ResNet{depth}_Weights.") and not deep_stem)
+
+    allows = (
+        f"'none', a file path or a ResNet{depth}_Weights name with model.deep_stem=false "
+        "(torchvision's weights are for the 7x7 stem)"
+    )
+    return Rule(allows, fits)
+
+
+def _split_of_dataset(config: Config) -> Rule:
+    """A split that ``data.dataset`` has."""
+    dataset = config.data.dataset
+    return _choice(DATASETS[dataset].splits, f"one of the {dataset} splits")
+
+
+def _sets_length_with_epochs(config: Config) -> Rule:
+    """``train.iterations`` or ``train.epochs`` sets how long training runs: not both may be 0."""
+    epochs = config.train.epochs
+    return Rule(
+        f">= 1 when train.epochs={epochs} (one of the two sets the length)", lambda value: epochs > 0 or value >= 1
+    )
+
+
+def _within_batch(config: Config) -> Rule:
+    """A forward holds at most the global batch (0: the batch split over the processes); the trainer checks the
+    rest (a multiple of it per step), which depends on the number of processes."""
+    batch = config.train.batch_size
+    return Rule(f"<= train.batch_size={batch} (0: the batch split over the processes)", lambda value: value <= batch)
+
+
+_CONTEXT_RULES: dict[str, Callable[[Config], Rule]] = {
+    "model.num_classes": _leaves_ignore_index_free,
+    "model.pretrained": _weights_for_backbone,
+    "data.train_split": _split_of_dataset,
+    "data.val_split": _split_of_dataset,
+    "train.iterations": _sets_length_with_epochs,
+    "train.batch_per_process": _within_batch,
+}
+
+
+def config_keys() -> list[str]:
+    """Every ``section.key`` of a config, in the dataclasses' order: ``["model.num_classes", ...]``."""
+    sections = typing.get_type_hints(Config)
+    return [
+        f"{section.name}.{key.name}"
+        for section in dataclasses.fields(Config)
+        if section.name != "name"
+        for key in dataclasses.fields(sections[section.name])
+    ]
+
+
+def validate_config(config: Config) -> None:
+    """Raise ``ConfigError`` at the first bad value of ``config``: each key's own rule first, then those between keys.
+
+    The message is one line, ``section.key=value must be <what is allowed>``, e.g.
+    ``train.batch_size=0 must be an integer >= 1``. A key without a rule is a ``KeyError``: every key needs one.
+    """
+    for key in config_keys():
+        _check(config, key, _RULES[key])
+    for key, rule_for in _CONTEXT_RULES.items():
+        _check(config, key, rule_for(config))
+
+
+def _check(config: Config, key: str, rule: Rule) -> None:
+    """Raise ``ConfigError`` unless the value of ``key`` (``"section.key"``) in ``config`` passes ``rule``."""
+    section, _, name = key.partition(".")
+    value = getattr(getattr(config, section), name)
+    if not rule.check(value):
+        raise ConfigError(f"{key}={value!r} must be {rule.allows}")
 
 
 def config_differences(saved: dict[str, typing.Any], current: dict[str, typing.Any], prefix: str = "") -> str:

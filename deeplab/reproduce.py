@@ -40,7 +40,8 @@ DATASET_ROWS = {
 # Smoke mode: every config's machinery on the toy data, one tiny step each.
 SMOKE_OVERRIDES = [
     "data.dataset=toy", "data.train_split=train", "data.crop_size=64,64", "data.scale=96,64",
-    "data.num_workers=0", "train.batch_size=2", "train.iterations=1", "train.log_every=1", "model.pretrained=none",
+    "data.num_workers=0", "train.batch_size=2", "train.batch_per_process=0", "train.iterations=1",
+    "train.log_every=1", "model.pretrained=none",
 ]  # fmt: skip
 
 

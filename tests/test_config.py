@@ -39,6 +39,7 @@ def test_overrides_are_typed():
             "model.aux_head=false",
             "data.crop_size=256,320",
             "data.dataset=toy",
+            "data.train_split=train",
         ],
     )
     assert config.train.epochs == 2 and config.train.lr == 0.02 and config.model.aux_head is False
@@ -74,7 +75,8 @@ def test_reference_configs_start_from_imagenet_v1c_and_toy_configs_from_scratch(
         depth = name.split("-")[1]
         assert model.backbone_weights == (None if name.startswith("toy-") else expected[depth]), name
     assert get_config("voc-r50-d8", ["model.pretrained=none"]).model.backbone_weights is None
-    torchvision_name = get_config("voc-r50-d8", ["model.pretrained=ResNet50_Weights.IMAGENET1K_V2"]).model
+    standard_stem = ["model.pretrained=ResNet50_Weights.IMAGENET1K_V2", "model.deep_stem=false"]
+    torchvision_name = get_config("voc-r50-d8", standard_stem).model
     assert torchvision_name.backbone_weights_file is None  # a torchvision weight enum is no file
 
 
