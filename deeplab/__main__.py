@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from deeplab.cli import predict_command
+    from deeplab.engine.evaluate import Inference
 
     predict_command(
         args.checkpoint,
@@ -44,6 +46,7 @@ def _predict(args: argparse.Namespace) -> None:
         config_name=args.config,
         device=args.device,
         released_root=args.released_root,
+        inference=Inference(fast=not args.plain, amp=args.amp),
     )
 
 
@@ -77,6 +80,21 @@ def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> No
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
 
 
+def _add_inference(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--amp",
+        choices=["none", "bf16", "fp16"],
+        default="none",
+        help="autocast precision of the forward (default none: fp32, as the reference evaluates; fp16: GPUs only)",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="run the model as trained (BatchNorm not folded, contiguous memory): slower, same predictions up to "
+        "float rounding",
+    )
+
+
 def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
@@ -89,9 +107,16 @@ def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m deeplab``."""
-    parser = argparse.ArgumentParser(prog="python -m deeplab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m deeplab", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     models = commands.add_parser("models", help="print the model zoo: parameters and GFLOPs of each config")
@@ -116,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
     evaluate.add_argument("--slide", action="store_true", help="sliding windows of the crop size, 2/3 overlap")
     evaluate.add_argument("--out", type=Path, default=None, help="write metrics.json and plots here")
+    _add_inference(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser("predict", help="colourised masks and overlays for image files")
@@ -123,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint(predict)
     predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG)")
     predict.add_argument("--out", type=Path, required=True, help="folder for <name>_mask.png and <name>_overlay.png")
+    _add_inference(predict)
     predict.set_defaults(run=_predict)
 
     reproduce = commands.add_parser(

@@ -10,15 +10,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from deeplab.config import Config, ConfigError, config_from_dict, get_config
+from deeplab.config import Config, ConfigError, apply_override, config_from_dict, get_config, validate_config
 from deeplab.data import build_dataset, dataset_info
+from deeplab.data.datasets import DatasetNotFoundError, read_image
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
-from deeplab.engine.evaluate import Inference, evaluate, predict_probabilities
+from deeplab.engine.evaluate import Inference, evaluate, inference_model, predict_probabilities
+from deeplab.engine.precision import autocast_dtype
 from deeplab.engine.train import FINAL_METRICS, LOG, atomic_write_json, read_log, set_gpu_numerics, train
 from deeplab.models import build_model
 from deeplab.models.weights import load_checkpoint, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT
+from deeplab.paths import output_folder
 from deeplab.released import resolve_checkpoint
 
 MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -62,7 +65,7 @@ def train_command(
 ) -> dict[str, Any]:
     """Train, then (main process) print the per-class IoU table and save the plots into the run folder."""
     config = get_config(config_name, overrides)
-    run_dir = out or Path("runs") / config.name
+    run_dir = output_folder(out or Path("runs") / config.name, "--out")
     metrics = train(config, data_root, run_dir, resume=resume, device=device)
     if distributed_rank() == 0:
         class_names = dataset_info(config.data.dataset).classes
@@ -87,9 +90,8 @@ def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: 
     elif stored:
         config = config_from_dict(stored)
         for override in overrides:
-            from deeplab.config import apply_override
-
             apply_override(config, override)
+        validate_config(config)
     else:
         raise ConfigError(f"{checkpoint} holds no config (an sssegmentation checkpoint?): pass --config NAME")
     model = build_model(config)
@@ -102,7 +104,7 @@ def evaluate_checkpoint(
 ) -> tuple[dict[str, Any], bool]:
     """Metrics of ``model`` on ``split`` (default: the config's validation split), in this process and its
     ``torchrun`` peers, with ``"data"`` saying which dataset, split and how many images; returns them and whether
-    this is the main process."""
+    this is the main process. ``config.data.num_workers`` processes read the images."""
     env = distributed.setup(device)
     set_gpu_numerics(config.train)  # the reference's: fp32 with TF32 off
     model.to(env.device)
@@ -111,7 +113,13 @@ def evaluate_checkpoint(
         data.dataset, data_root, split or data.val_split, transforms=eval_transforms(scale=data.scale)
     )
     metrics = evaluate(
-        model, dataset, num_classes=config.model.num_classes, env=env, inference=inference, progress=True
+        model,
+        dataset,
+        num_classes=config.model.num_classes,
+        env=env,
+        inference=inference,
+        progress=True,
+        workers=data.num_workers,
     )
     distributed.teardown()
     about = f"{data.dataset} {split or data.val_split} ({len(dataset)} images) in {data_root}"
@@ -120,6 +128,8 @@ def evaluate_checkpoint(
 
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     """mIoU of a checkpoint; prints the per-class table; with ``--out`` writes metrics.json and plots."""
+    if args.out:
+        output_folder(args.out, "--out")
     checkpoint = resolve_checkpoint(args.checkpoint, args.config, args.released_root)
     config, model = model_from_checkpoint(checkpoint, args.config, args.set)
     data = config.data
@@ -128,6 +138,8 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
         flip=args.flip,
         window=data.crop_size if args.slide else None,
         stride=tuple(size * 2 // 3 for size in data.crop_size) if args.slide else None,
+        fast=not args.plain,
+        amp=args.amp,
     )
     metrics, is_main = evaluate_checkpoint(
         config, model, args.data_root, split=args.split, inference=inference, device=args.device
@@ -136,7 +148,6 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
         class_names = dataset_info(data.dataset).classes
         print(iou_table(metrics, class_names))
         if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(args.out / FINAL_METRICS, metrics)
             save_plots(args.out, metrics, class_names)
     return metrics
@@ -150,24 +161,32 @@ def predict_command(
     config_name: str | None,
     device: str | None,
     released_root: Path = DEFAULT_ROOT,
+    inference: Inference | None = None,
 ) -> list[Path]:
-    """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image."""
-    from torchvision.io import decode_image, write_png
+    """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image; ``inference``
+    defaults to the fast fp32 path."""
+    from torchvision.io import write_png
 
     from deeplab import viz
 
-    config, model = model_from_checkpoint(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
+    inference = inference or Inference()
+    for path in images:
+        if not path.is_file():
+            kind = "a folder" if path.is_dir() else "not found"
+            raise DatasetNotFoundError(f"image {path} is {kind}: pass JPEG or PNG files")
+    output_folder(out, "--out")
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(where)
+    autocast_dtype(inference.amp, where, option="--amp")
+    config, model = model_from_checkpoint(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
+    network = inference_model(model.to(where), inference)
     info = dataset_info(config.data.dataset)
     transform = eval_transforms(scale=config.data.scale)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in images:
-        image = decode_image(str(path), mode="RGB")  # (3, H, W) uint8
+        image = read_image(path)  # (3, H, W) uint8; a file that is not an image ends in one line
         sample = transform({"image": image, "mask": torch.zeros(image.shape[-2:], dtype=torch.int64)})
-        probabilities = predict_probabilities(model, sample["image"].unsqueeze(0).to(where), tuple(image.shape[-2:]))
-        prediction = probabilities.argmax(dim=1)[0].cpu()  # (H, W)
+        batch = sample["image"].unsqueeze(0).to(where)
+        prediction = predict_probabilities(network, batch, tuple(image.shape[-2:]), inference).argmax(dim=1)[0].cpu()
         write_png(viz.colorize_mask(prediction, info.palette), str(out / f"{path.stem}_mask.png"))
         write_png(viz.overlay(image, prediction, info.palette), str(out / f"{path.stem}_overlay.png"))
         written.append(out / f"{path.stem}_overlay.png")

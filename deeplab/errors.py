@@ -5,8 +5,10 @@ from deeplab.data.classes import UnknownDatasetError
 from deeplab.data.datasets import DatasetError
 from deeplab.engine.logs import LogError
 from deeplab.engine.metrics import LabelError
+from deeplab.engine.precision import PrecisionError
 from deeplab.engine.train import TrainingError
 from deeplab.models.weights import CheckpointError
+from deeplab.paths import OutputError
 from deeplab.viz import MaskError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -16,6 +18,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LabelError,
     LogError,
     MaskError,
+    OutputError,
+    PrecisionError,
     TrainingError,
     UnknownDatasetError,
 )

@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,3 +32,16 @@ def toy_root(tmp_path_factory) -> Path:
     command = [sys.executable, str(REPO / "data_scripts" / "make_toy.py"), "--root", str(root)]
     subprocess.run([*command, "--train", "8", "--val", "4"], check=True, capture_output=True)
     return root
+
+
+def randomize_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with non-trivial BatchNorm statistics and affine terms (seeded), so that folding them
+    changes the weights and the predictions vary over the classes."""
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.uniform_(-0.2, 0.2, generator=generator)
+    return model.eval()

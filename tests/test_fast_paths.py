@@ -14,24 +14,13 @@ from torch import nn
 import deeplab
 from deeplab.engine.train import segmentation_loss
 from deeplab.models.fast import optimize_for_inference
-
-
-def _model_with_random_statistics(name: str) -> nn.Module:
-    """An eval-mode model whose BatchNorms hold non-trivial statistics, so that folding them changes the weights."""
-    torch.manual_seed(0)
-    model = deeplab.build_model(deeplab.get_config(name))
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+from tests.conftest import randomize_batchnorm
 
 
 @pytest.fixture(scope="module", params=["voc-r50-d8", "voc-r50-d16"])
 def model(request: pytest.FixtureRequest) -> nn.Module:
-    return _model_with_random_statistics(request.param)
+    torch.manual_seed(0)
+    return randomize_batchnorm(deeplab.build_model(deeplab.get_config(request.param)))
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,20 @@
-"""Whole-image, sliding-window, multi-scale and flipped inference."""
+"""Whole-image, sliding-window, multi-scale and flipped inference, and evaluation with the fast path, autocast and
+DataLoader workers."""
 
+import shutil
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeplab.engine.evaluate import Inference, predict_probabilities, sliding_window_logits
+from deeplab import build_model, get_config
+from deeplab.data import build_dataset
+from deeplab.data.datasets import DatasetError
+from deeplab.data.transforms import eval_transforms
+from deeplab.engine.distributed import Distributed
+from deeplab.engine.evaluate import Inference, evaluate, predict_probabilities, sliding_window_logits
+from tests.conftest import TINY, randomize_batchnorm
 
 
 class PixelModel(nn.Module):
@@ -50,3 +60,81 @@ def test_flip_of_a_pixelwise_model_changes_nothing():
     model, image = PixelModel(), torch.randn(1, 3, 20, 30)
     plain = predict_probabilities(model, image, (20, 30))
     torch.testing.assert_close(predict_probabilities(model, image, (20, 30), Inference(flip=True)), plain)
+
+
+# ---- evaluation as the commands run it: the fast path, autocast and DataLoader workers -------------------------------
+
+CPU = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def toy_model_and_val_set(toy_root):
+    """A toy-r50-d16 (TINY heads) with random BatchNorm statistics, and the toy validation set at the test scale."""
+    config = get_config("toy-r50-d16", TINY)
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_model(config))
+    val_set = build_dataset("toy", toy_root, "val", transforms=eval_transforms(scale=config.data.scale))
+    return model, val_set
+
+
+def confusion(model_and_set, inference: Inference, workers: int = 0) -> torch.Tensor:
+    model, val_set = model_and_set
+    metrics = evaluate(model, val_set, num_classes=model.decoder.classifier.out_channels, env=CPU,
+                       inference=inference, workers=workers)  # fmt: skip
+    return torch.as_tensor(metrics["confusion_matrix"])
+
+
+@pytest.fixture(scope="module")
+def plain_serial(toy_model_and_val_set) -> torch.Tensor:
+    """The reference numbers: the model as it is, fp32, images read in this process."""
+    return confusion(toy_model_and_val_set, Inference(fast=False))
+
+
+def differing_pixels(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The share of pixels whose (label, prediction) cell differs: half the L1 distance of the matrices."""
+    return (a - b).abs().sum().item() / 2 / a.sum().item()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_every_inference_setting_agrees_with_the_plain_serial_path(
+    toy_model_and_val_set, plain_serial, fast, amp, workers
+):
+    matrix = confusion(toy_model_and_val_set, Inference(fast=fast, amp=amp), workers)
+    assert matrix.sum() == plain_serial.sum()  # every labelled pixel counted once
+    if amp == "none":
+        # Folding BatchNorm changes float rounding (~1e-6 relative), which could flip a pixel whose two best
+        # classes tie to that precision; on these images none does.
+        assert torch.equal(matrix, plain_serial)
+    else:
+        assert differing_pixels(matrix, plain_serial) < 0.02  # bf16 keeps 8 bits of mantissa
+
+
+def test_flip_and_windows_agree_on_the_fast_path(toy_model_and_val_set):
+    for settings in ({"flip": True}, {"window": (64, 64), "stride": (48, 48)}, {"scales": (0.75, 1.0)}):
+        fast = confusion(toy_model_and_val_set, Inference(**settings))
+        assert torch.equal(fast, confusion(toy_model_and_val_set, Inference(fast=False, **settings))), settings
+
+
+def test_evaluation_leaves_the_model_as_it_was(toy_model_and_val_set):
+    model, val_set = toy_model_and_val_set
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    model.train()
+    try:
+        confusion(toy_model_and_val_set, Inference())
+        assert model.training and model.aux_head is not None
+        assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+    finally:
+        model.eval()
+
+
+def test_a_corrupt_image_read_by_a_worker_is_its_one_line_error(toy_root, tmp_path, toy_model_and_val_set):
+    shutil.copytree(toy_root, tmp_path / "data")
+    model, val_set = toy_model_and_val_set
+    corrupt = build_dataset("toy", tmp_path / "data", "val", transforms=val_set.transforms)
+    image = corrupt.samples[-1].image
+    image.write_bytes(image.read_bytes()[:200])  # a truncated JPEG
+    with pytest.raises(DatasetError) as raised:
+        confusion((model, corrupt), Inference(), workers=1)
+    assert str(image) in str(raised.value) and "\n" not in str(raised.value)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from deeplab import build_model, get_config
 from deeplab.engine import train as engine
 from deeplab.engine.distributed import Distributed
+from deeplab.engine.precision import PrecisionError
 from deeplab.engine.train import Trainer, TrainingError, poly_factor, read_log, segmentation_loss, segmentation_losses
 from tests.conftest import TINY
 
@@ -131,16 +134,33 @@ def without_timing(log: list[dict]) -> list[dict]:
 TIMING = ("seconds_per_iter", "eta_seconds", "max_memory_mb")
 
 
+def unlabel_training_masks(toy_root: Path, root: Path, count: int) -> Path:
+    """A copy of ``toy_root`` under ``root`` whose first ``count`` training masks are all ``ignore`` (255)."""
+    shutil.copytree(toy_root, root)
+    toy = root / "toy"
+    for name in (toy / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[:count]:
+        path = toy / "SegmentationClass" / f"{name}.png"
+        mask = Image.open(path)
+        blank = Image.new("P", mask.size, 255)
+        blank.putpalette(mask.getpalette())
+        blank.save(path)
+    return root
+
+
 def test_two_gloo_processes_equal_one_process_with_accumulation(toy_root, tmp_path):
+    """... with micro-batches of no labelled pixel among them: the mean over the labelled ones is the same."""
+    data = unlabel_training_masks(toy_root, tmp_path / "data", 6)  # 6 of 8: some micro-batches have no label
     exact = ["model.dropout=0", "train.amp=none", "train.iterations=4"]  # dropout draws differ between processes
     # One thread each: BatchNorm over 2 images makes some gradients so ill-conditioned that another thread
     # count's summation order alone changes them by percents.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = deeplab_train(*tiny_args(toy_root, tmp_path / "one", *exact), env=env)
+    single = deeplab_train(*tiny_args(data, tmp_path / "one", *exact), env=env)
     assert single.returncode == 0, single.stderr
     torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
-    double = deeplab_train(*tiny_args(toy_root, tmp_path / "two", *exact), env=env, launcher=torchrun)
+    double = deeplab_train(*tiny_args(data, tmp_path / "two", *exact), env=env, launcher=torchrun)
     assert double.returncode == 0, double.stderr
+    counts = [json.loads((tmp_path / run / "metrics.json").read_text())["empty_batches"] for run in ("one", "two")]
+    assert counts[0] == counts[1] > 0
     one, two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     parameters = dict(build_model(get_config("toy-r50-d16", TINY)).named_parameters())
     for name in parameters:  # not the BatchNorm running statistics: DDP keeps rank 0's
@@ -165,6 +185,34 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     assert all(torch.isfinite(value).all() for value in kept["model"].values() if value.is_floating_point())
 
 
+def test_a_micro_batch_without_labelled_pixels_weighs_nothing(toy_root, tmp_path):
+    """Accumulating a labelled micro-batch with an all-ignore one steps as the labelled one alone would."""
+    exact = [*TINY, "model.dropout=0", "train.amp=none", "train.optimizer=sgd", "train.momentum=0"]
+    config = get_config("toy-r50-d16", exact)
+    one, two = (Trainer(config, toy_root, tmp_path / name, CPU) for name in ("one", "two"))
+    images, masks = one._next_batch()
+    one._batches = iter([(images, masks), (images.flip(-1), torch.full_like(masks, 255))])
+    two._batches = iter([(images, masks), (images, masks)])  # the labelled batch twice: its mean gradient
+    stepped = one.step(), two.step()
+    assert stepped[0]["empty_batches"] == 1 and stepped[1]["empty_batches"] == 0
+    for name in ("loss_cls", "loss_aux"):
+        assert stepped[0][name] == pytest.approx(stepped[1][name], rel=1e-6) and stepped[0][name] > 0
+    for (name, first), second in zip(one.network.named_parameters(), two.network.parameters(), strict=True):
+        torch.testing.assert_close(first, second, msg=name)
+
+
+def test_data_without_labelled_pixels_trains_on_and_is_counted(toy_root, tmp_path):
+    data = unlabel_training_masks(toy_root, tmp_path / "data", 8)
+    trainer = Trainer(get_config("toy-r50-d16", TINY), data, tmp_path / "run", CPU)
+    before = {name: value.clone() for name, value in trainer.network.named_parameters()}
+    metrics = trainer.fit(progress=False)
+    assert metrics["iterations"] == 6 and metrics["empty_batches"] == 6 * 2  # 2 micro-batches per step
+    log = [record for record in read_log(tmp_path / "run" / "metrics.jsonl") if "seconds_per_iter" in record]
+    assert [record["empty_batches"] for record in log] == [2] * 6 and not any("loss" in record for record in log)
+    for name, value in trainer.network.named_parameters():  # no optimizer step without a labelled pixel
+        assert torch.equal(value, before[name]), name
+
+
 @pytest.mark.parametrize(
     ("name", "kind", "settings"),
     [
@@ -181,17 +229,15 @@ def test_the_optimizer_is_the_one_the_config_names(name, kind, settings):
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("override", "error", "message"),
     [
-        ("train.amp=fp16", "train.amp=fp16 needs a GPU"),
-        ("train.batch_per_process=1", "train.batch_per_process=1 gives BatchNorm a single image"),
-        ("train.batch_size=5", "train.batch_size=5 is not a multiple of train.batch_per_process=2"),
-        ("train.amp=fp8", "train.amp='fp8' is not one of none, bf16, fp16"),
-        ("train.optimizer=adam", "train.optimizer='adam' is not one of sgd, adamw"),
+        ("train.amp=fp16", PrecisionError, "train.amp=fp16 needs a GPU"),
+        ("train.batch_per_process=1", TrainingError, "train.batch_per_process=1 gives BatchNorm a single image"),
+        ("train.batch_size=5", TrainingError, "train.batch_size=5 is not a multiple of train.batch_per_process=2"),
     ],
 )
-def test_impossible_settings_are_refused_before_training(toy_root, tmp_path, override, message):
-    with pytest.raises(TrainingError, match=message):
+def test_impossible_settings_are_refused_before_training(toy_root, tmp_path, override, error, message):
+    with pytest.raises(error, match=message):
         Trainer(get_config("toy-r50-d16", [*TINY, override]), toy_root, tmp_path, CPU)
 
 

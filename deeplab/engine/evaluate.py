@@ -1,5 +1,11 @@
 """Inference and evaluation: whole image or sliding window, optionally multi-scale with flips.
 
+By default a model is evaluated through :func:`deeplab.models.fast.optimize_for_inference` (a copy with
+BatchNorm folded into the convolutions, no auxiliary head, channels_last) under ``torch.inference_mode``; it computes
+the same function as the trained model up to float rounding. ``Inference(fast=False)`` runs the model as it is, and
+``amp`` runs the forward under bf16 or fp16 autocast. Images are read, decoded and resized by a ``DataLoader``
+(``workers`` processes prefetching ahead of the forwards, pinned memory on CUDA), in dataset order.
+
 Predictions are made on the image as the eval transforms resized it (the test scale); the decoder's stride-4 logits
 are upsampled once, straight to the label's original resolution, where the confusion matrix is accumulated: the
 reference evaluates the same way. (Sliding windows are stitched at the test scale first, then resized.)
@@ -9,18 +15,21 @@ A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``De
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from deeplab.data.loading import CarryErrors, raise_carried
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.metrics import ConfusionMatrix
+from deeplab.engine.precision import autocast_dtype
+from deeplab.models.fast import optimize_for_inference
 
 
 @dataclass(frozen=True)
@@ -28,13 +37,23 @@ class Inference:
     """How to turn an image into class scores.
 
     ``scales`` multiply the (already test-scale) image size; ``flip`` adds horizontally flipped copies;
-    ``window``/``stride`` ``(H, W)`` switch from whole-image to sliding-window inference.
+    ``window``/``stride`` ``(H, W)`` switch from whole-image to sliding-window inference. ``fast`` evaluates a
+    folded channels_last copy of the model (:func:`inference_model`); ``amp`` is ``"none"``, ``"bf16"`` or
+    ``"fp16"`` (GPUs only), the autocast precision of the forward.
     """
 
     scales: Sequence[float] = (1.0,)
     flip: bool = False
     window: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
+    fast: bool = True
+    amp: str = "none"
+
+
+def inference_model(model: nn.Module, inference: Inference = Inference()) -> nn.Module:
+    """What evaluation runs: with ``inference.fast`` an optimized eval-mode copy of ``model`` (BatchNorm folded,
+    no aux head, channels_last), else ``model`` itself in eval mode."""
+    return optimize_for_inference(model) if inference.fast else model.eval()
 
 
 def sliding_window_logits(
@@ -66,14 +85,26 @@ def _starts(size: int, window: int, stride: int) -> list[int]:
     return sorted({min(start, last) for start in range(0, last + stride, stride)})
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_probabilities(
     model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference = Inference()
 ) -> torch.Tensor:
-    """Softmax probabilities ``(1, C, *out_size)`` for a normalized ``image (1, 3, h, w)``.
+    """Softmax probabilities ``(1, C, *out_size)`` float32 for a normalized ``image (1, 3, h, w)``.
 
-    Each scale (and its flip) is predicted, upsampled bilinearly to ``out_size`` and averaged.
+    Each scale (and its flip) is predicted, upsampled bilinearly to ``out_size`` and averaged. ``model`` is run as
+    given (see :func:`inference_model`), under ``inference.amp``'s autocast, with channels_last inputs when
+    ``inference.fast``.
     """
+    dtype = autocast_dtype(inference.amp, image.device, option="--amp")
+    with torch.autocast(image.device.type, dtype=dtype, enabled=dtype is not None):
+        return _average_probabilities(model, image, out_size, inference)
+
+
+def _average_probabilities(
+    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference
+) -> torch.Tensor:
+    if inference.fast:
+        image = image.contiguous(memory_format=torch.channels_last)
     height, width = image.shape[-2:]
     total = None
     for scale in inference.scales:
@@ -100,22 +131,33 @@ def evaluate(
     env: Distributed,
     inference: Inference = Inference(),
     progress: bool = False,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Per-class IoU, mIoU and pixel accuracy of ``model`` on ``dataset``, each process taking every n-th image.
 
     ``dataset[i]`` gives ``{"image": (3, h, w) normalized, "mask": (H, W)}``: the image at the test scale, the
-    mask at its original resolution.
+    mask at its original resolution. ``workers`` DataLoader processes read the images (0: this process). ``model``
+    is left as it was (in training mode if it was).
     """
+    autocast_dtype(inference.amp, env.device, option="--amp")  # an impossible setting fails before any work
     was_training = model.training
-    model.eval()
+    network = inference_model(model, inference)
     matrix = ConfusionMatrix(num_classes, device=env.device)
-    indices = range(env.rank, len(dataset), env.world_size)
-    for index in tqdm(indices, desc="evaluate", disable=not (progress and env.is_main)):
-        sample = dataset[index]
-        image = sample["image"].unsqueeze(0).to(env.device)
-        mask = sample["mask"].to(env.device)
-        probabilities = predict_probabilities(model, image, tuple(mask.shape[-2:]), inference)
+    share = Subset(dataset, range(env.rank, len(dataset), env.world_size))  # every world_size-th, from the rank
+    samples = _read_ahead(share, workers, pin_memory=env.device.type == "cuda")
+    for sample in tqdm(samples, total=len(share), desc="evaluate", disable=not (progress and env.is_main)):
+        image = sample["image"].unsqueeze(0).to(env.device, non_blocking=True)
+        mask = sample["mask"].to(env.device, non_blocking=True)
+        probabilities = predict_probabilities(network, image, tuple(mask.shape[-2:]), inference)
         matrix.update(probabilities.argmax(dim=1)[0], mask)
     matrix.all_reduce()
     model.train(was_training)
     return matrix.compute()
+
+
+def _read_ahead(dataset: Dataset, workers: int, *, pin_memory: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """The samples of ``dataset`` in order, read ahead by ``workers`` processes; a sample that a worker could not
+    read raises its one-line error here, in the main process."""
+    loader = DataLoader(CarryErrors(dataset), batch_size=None, num_workers=workers, pin_memory=pin_memory)
+    for sample in loader:
+        yield raise_carried(sample)

@@ -18,6 +18,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import evaluate
+from deeplab.engine.precision import autocast_dtype
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
 from deeplab.engine.window import LossWindow
 from deeplab.models import build_model
@@ -67,13 +69,20 @@ def segmentation_losses(
     """The reference's loss terms: ``loss_cls``, the cross-entropy over valid pixels on ``out``, and (with an
     ``aux`` output) ``loss_aux``, ``aux_weight`` times that on ``aux``.
 
-    Shapes: logits ``(N, C, H, W)``, masks ``(N, H, W)`` int64 with ``ignore_index`` for unlabelled pixels.
+    Shapes: logits ``(N, C, H, W)``, masks ``(N, H, W)`` int64 with ``ignore_index`` for unlabelled pixels. A batch
+    with no valid pixel gets 0 with zero gradients for both, where the mean would be 0/0 = NaN.
     """
-    losses = {"loss_cls": F.cross_entropy(outputs["out"].float(), masks, ignore_index=config.ignore_index)}
+    labelled = (masks != config.ignore_index).any()
+    losses = {"loss_cls": _cross_entropy(outputs["out"], masks, labelled, config.ignore_index)}
     if "aux" in outputs:
-        aux = F.cross_entropy(outputs["aux"].float(), masks, ignore_index=config.ignore_index)
-        losses["loss_aux"] = config.aux_weight * aux
+        losses["loss_aux"] = config.aux_weight * _cross_entropy(outputs["aux"], masks, labelled, config.ignore_index)
     return losses
+
+
+def _cross_entropy(logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor, ignore: int) -> torch.Tensor:
+    """The mean cross-entropy over the pixels not labelled ``ignore`` (in fp32), or 0 unless ``labelled``."""
+    loss = F.cross_entropy(logits.float(), masks, ignore_index=ignore)
+    return torch.where(labelled, loss, torch.zeros_like(loss))
 
 
 def segmentation_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -140,7 +149,7 @@ class Trainer:
         self.batch_per_process = micro_batch_size(train_config, env.world_size)
         self.accumulation = accumulation_steps(train_config, env.world_size)
         self._check_batchnorm_batch()
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = autocast_dtype(train_config.amp, env.device, option="train.amp")
         set_gpu_numerics(train_config)
         self.model = self._build_model()  # first, so that missing ImageNet weights stop the run before data loads
         data = config.data
@@ -176,6 +185,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration = 0
+        self.empty_batches = 0  # micro-batches without a labelled pixel, all processes, since the start
         self._batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # ---- set-up -------------------------------------------------------------------------------------------------
@@ -186,15 +196,6 @@ class Trainer:
                 f"train.batch_per_process={self.batch_per_process} gives BatchNorm a single image (the ASPP "
                 "image-pooling branch then fails): use 2 or more, or SyncBatchNorm over several GPUs"
             )
-
-    def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.config.train.amp
-        dtypes = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-        if amp not in dtypes:
-            raise TrainingError(f"train.amp={amp!r} is not one of none, bf16, fp16")
-        if amp == "fp16" and self.env.device.type != "cuda":
-            raise TrainingError("train.amp=fp16 needs a GPU: use train.amp=bf16 on the CPU")
-        return dtypes[amp]
 
     def _build_model(self) -> nn.Module:
         torch.manual_seed(self.config.train.seed)  # the same initial weights in every process
@@ -231,10 +232,15 @@ class Trainer:
             return images, masks.to(self.env.device, non_blocking=True)
 
     def step(self) -> dict[str, float]:
-        """One optimizer step over the global batch; returns its ``loss`` and the terms ``loss_cls`` and
-        ``loss_aux`` (weighted; 0 without an aux head), each averaged over micro-batches and processes."""
+        """One optimizer step over the global batch; returns its ``loss``, the terms ``loss_cls`` and ``loss_aux``
+        (weighted; 0 without an aux head), and ``empty_batches``, how many micro-batches had no labelled pixel.
+
+        The losses are means over the micro-batches of all processes that have labelled pixels; the gradient is
+        rescaled to that same mean, so an all-``ignore`` micro-batch weighs nothing. A step where none has labelled
+        pixels leaves the weights alone (the schedule still advances) and has no loss terms.
+        """
         self.model.train()
-        terms = torch.zeros(2, device=self.env.device)  # loss_cls, loss_aux summed over this process's micro-batches
+        terms = torch.zeros(3, device=self.env.device)  # loss_cls, loss_aux, labelled micro-batches of this process
         for micro in range(self.accumulation):
             images, masks = self._next_batch()
             last = micro == self.accumulation - 1
@@ -244,10 +250,22 @@ class Trainer:
                     losses = segmentation_losses(self.model(images), masks, self.config.train)
                     loss = sum(losses.values()) / self.accumulation
                 self.scaler.scale(loss).backward()
-            terms += torch.stack([losses["loss_cls"].detach(), losses.get("loss_aux", terms.new_zeros(()))])
-        loss_cls, loss_aux = (
-            distributed.sum_across_processes(terms) / (self.accumulation * self.env.world_size)
-        ).tolist()
+            labelled = (masks != self.config.train.ignore_index).any().float()
+            terms += torch.stack([losses["loss_cls"].detach(), losses.get("loss_aux", terms.new_zeros(())), labelled])
+        loss_cls, loss_aux, labelled = distributed.sum_across_processes(terms).tolist()
+        micro_batches = self.accumulation * self.env.world_size
+        result = {"empty_batches": micro_batches - round(labelled)}
+        if labelled:
+            result |= self._optimizer_step(loss_cls / labelled, loss_aux / labelled, micro_batches / labelled)
+        self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a step without labels skips the optimizer on purpose
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before", UserWarning)
+            self.scheduler.step()
+        self.iteration += 1
+        return result
+
+    def _optimizer_step(self, loss_cls: float, loss_aux: float, gradient_scale: float) -> dict[str, float]:
+        """Check the loss, rescale the gradients (the mean over labelled micro-batches) and step the optimizer."""
         loss_value = loss_cls + loss_aux
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
@@ -255,11 +273,12 @@ class Trainer:
                 f"the loss is {loss_value} at iteration {self.iteration + 1}: training stopped; the last good "
                 f"checkpoint stays in {self.run_dir / CHECKPOINT} (try a lower train.lr, or train.amp=none)"
             )
+        if gradient_scale != 1:
+            for parameter in self.model.parameters():
+                if parameter.grad is not None:
+                    parameter.grad.mul_(gradient_scale)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        self.iteration += 1
         return {"loss": loss_value, "loss_cls": loss_cls, "loss_aux": loss_aux}
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
@@ -273,6 +292,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
+            "empty_batches": self.empty_batches,
             "config": dataclasses.asdict(self.config),
             "rng": distributed.all_gather_objects(rng),
         }
@@ -302,6 +322,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = state["iteration"]
+        self.empty_batches = state.get("empty_batches", 0)  # absent from checkpoints written before it was counted
         self._batches = None
         rngs = state["rng"]
         if len(rngs) == self.env.world_size:
@@ -314,7 +335,13 @@ class Trainer:
     # ---- the whole run ------------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
         """mIoU and friends on the validation split, computed across all processes."""
-        return evaluate(self.network, self.val_set, num_classes=self.config.model.num_classes, env=self.env)
+        return evaluate(
+            self.network,
+            self.val_set,
+            num_classes=self.config.model.num_classes,
+            env=self.env,
+            workers=self.config.data.num_workers,
+        )
 
     def fit(
         self,
@@ -350,8 +377,10 @@ class Trainer:
             step_start, lr = time.perf_counter(), self.scheduler.get_last_lr()[0]  # the lr this step uses
             losses = self.step()
             window.add(losses, time.perf_counter() - step_start)
+            self.empty_batches += losses["empty_batches"]
             bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss']:.4f}")
+            if "loss" in losses:
+                bar.set_postfix(loss=f"{losses['loss']:.4f}")
             if self.iteration % train_config.log_every == 0 or self.iteration == self.total_steps:
                 means = window.record(self.iteration, self.env.device)
                 record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch,
@@ -369,19 +398,28 @@ class Trainer:
         bar.close()
         if not metrics:  # resumed after the end: evaluate the finished model
             metrics = self.evaluate()
-        metrics = {**metrics, "iterations": self.iteration, "train_seconds_this_session": time.perf_counter() - start}
+        metrics = {
+            **metrics,
+            "iterations": self.iteration,
+            "empty_batches": self.empty_batches,
+            "train_seconds_this_session": time.perf_counter() - start,
+        }
         if self.env.is_main:
             atomic_write_json(self.run_dir / FINAL_METRICS, metrics)
         return metrics
 
 
 def _log_line(record: dict[str, Any], total_steps: int) -> str:
-    """One printed line per log record: window means, lr, speed and time left."""
-    eta_minutes = record["eta_seconds"] / 60
+    """One printed line per log record: window means, lr, speed, time left and any all-ignore micro-batches."""
+    losses = (
+        f"loss {record['loss']:.4f} (cls {record['loss_cls']:.4f} aux {record['loss_aux']:.4f})"
+        if "loss" in record
+        else "no labelled pixel in the window"
+    )
+    empty = f" ({record['empty_batches']} micro-batches without labels)" if record.get("empty_batches") else ""
     return (
-        f"iter {record['iter']}/{total_steps} loss {record['loss']:.4f} (cls {record['loss_cls']:.4f} "
-        f"aux {record['loss_aux']:.4f}) lr {record['lr']:.6f} {record['seconds_per_iter']:.2f} s/it "
-        f"eta {eta_minutes:.0f} min"
+        f"iter {record['iter']}/{total_steps} {losses} lr {record['lr']:.6f} {record['seconds_per_iter']:.2f} s/it "
+        f"eta {record['eta_seconds'] / 60:.0f} min{empty}"
     )
 
 

@@ -22,9 +22,9 @@ def optimize_for_inference(model: nn.Module, *, inplace: bool = False) -> nn.Mod
     """An eval-mode copy of ``model`` with every Conv2d+BatchNorm2d pair fused, no aux head, in channels_last.
 
     The pairs are the ``(conv, bn)`` neighbours of sequential containers (``ConvBNReLU``, the ResNet stems,
-    ``downsample``) and ``conv{1,2,3}/bn{1,2,3}`` of torchvision's ``Bottleneck``; each BatchNorm becomes an
-    ``nn.Identity``. ``model`` itself is left untouched, unless ``inplace``: then it is changed and returned, and
-    the memory of a second copy of the weights is saved.
+    ``downsample``) and ``conv{1,2,3}/bn{1,2,3}`` of torchvision's ``Bottleneck``; each BatchNorm (``SyncBatchNorm``
+    too, in a model converted for several GPUs) becomes an ``nn.Identity``. ``model`` itself is left untouched,
+    unless ``inplace``: then it is changed and returned, and the memory of a second copy of the weights is saved.
 
     Shapes: like ``model``, images ``(N, 3, H, W)`` -> ``{"out": (N, num_classes, H, W)}``; pass inputs in
     ``torch.channels_last`` for the full benefit.
@@ -49,5 +49,5 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     return [
         (conv_name, bn_name)
         for (conv_name, conv), (bn_name, bn) in zip(children, children[1:], strict=False)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d | nn.SyncBatchNorm)
     ]
