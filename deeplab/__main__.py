@@ -75,6 +75,13 @@ def _compare_logs(args: argparse.Namespace) -> None:
     compare_logs_command(args.ours, args.reference, args.out)
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1, for argparse."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
     parser.add_argument("--config", required=config_required, help=f"config name, one of: {', '.join(config_names())}")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
@@ -161,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     reproduce.add_argument("--smoke", action="store_true", help="toy data, one tiny step per config")
     reproduce.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    reproduce.add_argument("--nproc-per-node", type=int, default=1, help="GPUs per run (torchrun inside)")
+    reproduce.add_argument("--nproc-per-node", type=_positive, default=1, help="GPUs per run (torchrun inside)")
     reproduce.add_argument(
         "--released",
         action="store_true",

@@ -17,6 +17,7 @@ Layouts (``root`` is the data folder, e.g. ``data/``; the ``data_scripts/`` name
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,15 @@ def read_image(path: Path, mode: ImageReadMode = ImageReadMode.RGB) -> torch.Ten
     try:
         return decode_image(str(path), mode=mode)
     except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1].rsplit(", ", 1)[-1]
+        reason = _decoder_reason(str(error))
         raise CorruptSampleError(f"{path}: unreadable image ({reason}); replace the file or prepare it again") from None
+
+
+def _decoder_reason(message: str) -> str:
+    """The reason in torchvision's decoder message, without its ``function, file.cpp:line,`` prefix and its advice
+    to call other decoders: ``"Unsupported image file. Only jpeg, png, webp and gif are currently supported"``."""
+    reason = re.sub(r"^\w+, \S+:\d+, ", "", message.strip().splitlines()[-1])
+    return ". ".join(reason.split(". ")[:2]).rstrip(".")
 
 
 class SegmentationDataset(Dataset):

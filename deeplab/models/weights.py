@@ -55,6 +55,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found: check the path")
+    if not _looks_like_torch_save(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (no torch.save file): check the path")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -62,13 +64,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path} holds objects other than tensors and plain values, refused by weights_only "
             f"loading ({str(error).splitlines()[0]}); re-save it as a state_dict"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as error:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({str(error).splitlines()[0]}); download or save it again"
         ) from None
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict of tensors")
     return dict(checkpoint)
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """Whether ``path`` begins as ``torch.save`` files do: a zip archive (``PK``), or before torch 1.6 a pickle
+    protocol marker (byte 0x80). A truncated file still does; that is found when loading it."""
+    with path.open("rb") as file:
+        start = file.read(2)
+    return start.startswith((b"PK", b"\x80"))
 
 
 def state_dict_of(checkpoint: Mapping[str, Any]) -> StateDict:
