@@ -33,7 +33,9 @@ reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=d
 	$(BIN)/python -m deeplab reproduce --configs $(or $(CONFIGS),all) --data-root $(or $(DATA),data) \
 		--out $(if $(DATA),runs/repro,runs/repro-smoke) $(if $(DATA),,--smoke)
 
-bench: setup  ## speed and memory against peer implementations; writes benchmarks/results/
+# `python -m benchmarks` runs `models` (train step and eval forward, ours against peer implementations), then
+# `evaluation` (`python -m deeplab evaluate` end to end against the reference's forward): ~25 min on 2 CPU cores.
+bench: setup  ## model speed and memory against peers, then end-to-end evaluation; writes benchmarks/results/*.md
 	$(BIN)/python -m benchmarks
 
 format: setup  ## apply ruff's formatting and safe fixes
