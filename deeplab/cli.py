@@ -104,7 +104,8 @@ def evaluate_checkpoint(
 ) -> tuple[dict[str, Any], bool]:
     """Metrics of ``model`` on ``split`` (default: the config's validation split), in this process and its
     ``torchrun`` peers, with ``"data"`` saying which dataset, split and how many images; returns them and whether
-    this is the main process. ``config.data.num_workers`` processes read the images."""
+    this is the main process. ``config.data.num_workers`` processes read the images; the fast path folds ``model``
+    in place."""
     env = distributed.setup(device)
     set_gpu_numerics(config.train)  # the reference's: fp32 with TF32 off
     model.to(env.device)
@@ -120,6 +121,7 @@ def evaluate_checkpoint(
         inference=inference,
         progress=True,
         workers=data.num_workers,
+        inplace=True,  # the caller's model is folded, not copied
     )
     distributed.teardown()
     about = f"{data.dataset} {split or data.val_split} ({len(dataset)} images) in {data_root}"
@@ -178,7 +180,7 @@ def predict_command(
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     autocast_dtype(inference.amp, where, option="--amp")
     config, model = model_from_checkpoint(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
-    network = inference_model(model.to(where), inference)
+    network = inference_model(model.to(where), inference, inplace=True)
     info = dataset_info(config.data.dataset)
     transform = eval_transforms(scale=config.data.scale)
     written = []

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import seaborn as sns
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -169,6 +168,8 @@ def plot_per_class_iou(
     shown, names = values[order], [class_names[i] for i in order]
     figure = Figure(figsize=(7, 1 + 0.28 * len(names)), layout="constrained")
     axes = figure.subplots()
+    import seaborn as sns  # here, not at the top: every command imports this module for MaskError
+
     bars = axes.barh(range(len(names)), shown.nan_to_num(0.0).tolist(), color=sns.color_palette()[0])
     axes.bar_label(bars, labels=["n/a" if math.isnan(v) else f"{v:.1f}" for v in shown.tolist()], padding=2)
     axes.set_yticks(range(len(names)), names)
@@ -198,6 +199,8 @@ def plot_confusion_matrix(
     figure = Figure(figsize=(size + 1.5, size), layout="constrained")
     axes = figure.subplots()
     labels = list(class_names) if len(class_names) <= 40 else False
+    import seaborn as sns
+
     sns.heatmap(
         values.numpy(),
         ax=axes,

@@ -15,6 +15,7 @@ A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``De
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +51,11 @@ class Inference:
     amp: str = "none"
 
 
-def inference_model(model: nn.Module, inference: Inference = Inference()) -> nn.Module:
+def inference_model(model: nn.Module, inference: Inference = Inference(), *, inplace: bool = False) -> nn.Module:
     """What evaluation runs: with ``inference.fast`` an optimized eval-mode copy of ``model`` (BatchNorm folded,
-    no aux head, channels_last), else ``model`` itself in eval mode."""
-    return optimize_for_inference(model) if inference.fast else model.eval()
+    no aux head, channels_last; with ``inplace``, ``model`` itself optimized, which saves a copy of the weights),
+    else ``model`` itself in eval mode."""
+    return optimize_for_inference(model, inplace=inplace) if inference.fast else model.eval()
 
 
 def sliding_window_logits(
@@ -132,19 +134,21 @@ def evaluate(
     inference: Inference = Inference(),
     progress: bool = False,
     workers: int = 0,
+    inplace: bool = False,
 ) -> dict[str, Any]:
     """Per-class IoU, mIoU and pixel accuracy of ``model`` on ``dataset``, each process taking every n-th image.
 
     ``dataset[i]`` gives ``{"image": (3, h, w) normalized, "mask": (H, W)}``: the image at the test scale, the
-    mask at its original resolution. ``workers`` DataLoader processes read the images (0: this process). ``model``
-    is left as it was (in training mode if it was).
+    mask at its original resolution. ``workers`` DataLoader processes read the images (0: this process; at most
+    one per CPU core). ``model`` is left as it was (in training mode if it was), unless ``inplace``: then the fast
+    path folds it in place, for a caller that has no further use for it.
     """
     autocast_dtype(inference.amp, env.device, option="--amp")  # an impossible setting fails before any work
     was_training = model.training
-    network = inference_model(model, inference)
+    network = inference_model(model, inference, inplace=inplace)
     matrix = ConfusionMatrix(num_classes, device=env.device)
     share = Subset(dataset, range(env.rank, len(dataset), env.world_size))  # every world_size-th, from the rank
-    samples = _read_ahead(share, workers, pin_memory=env.device.type == "cuda")
+    samples = _read_ahead(share, min(workers, os.cpu_count() or 1), pin_memory=env.device.type == "cuda")
     for sample in tqdm(samples, total=len(share), desc="evaluate", disable=not (progress and env.is_main)):
         image = sample["image"].unsqueeze(0).to(env.device, non_blocking=True)
         mask = sample["mask"].to(env.device, non_blocking=True)
