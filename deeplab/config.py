@@ -80,7 +80,7 @@ class TrainConfig:
     iterations: int = 0  # optimizer steps; 0 = epochs * steps per epoch (the reference's sampler, see sampling.py)
     batch_per_process: int = 0  # images per forward; 0 = batch_size / processes (the reference's); smaller accumulates
     amp: str = "none"  # none | bf16 | fp16 (fp16 on GPUs, with a gradient scaler)
-    channels_last: bool = False
+    channels_last: bool = True  # channels_last memory where it is faster: CPUs, and GPUs under amp (see precision.py)
     sync_bn: bool = True  # SyncBatchNorm across GPUs (CPU processes keep per-process statistics)
     allow_tf32: bool = False  # TF32 in cuDNN convolutions and matmuls on Ampere+ GPUs; the reference turns it off
     cudnn_benchmark: bool = True  # let cuDNN time its kernels for each input shape, as the reference does
@@ -142,7 +142,6 @@ def _toy_config(depth: int, output_stride: int) -> Config:
             lr=1e-3,
             weight_decay=1e-4,
             amp="bf16",
-            channels_last=True,
             eval_every_epochs=8,
             checkpoint_every=100,
             log_every=20,

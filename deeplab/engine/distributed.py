@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from deeplab.engine.allocator import keep_freed_memory
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -29,13 +31,16 @@ class Distributed:
 def setup(device: str | None = None) -> Distributed:
     """Join the process group ``torchrun`` describes (NCCL on GPUs, gloo on CPUs) and pick this process's device.
 
-    ``device`` is ``"cpu"``, ``"cuda"`` or ``None`` for a GPU when there is one.
+    ``device`` is ``"cpu"``, ``"cuda"`` or ``None`` for a GPU when there is one. A CPU process keeps freed memory
+    for reuse (:mod:`deeplab.engine.allocator`).
     """
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if kind == "cuda":
         torch.cuda.set_device(local_rank)
+    else:
+        keep_freed_memory()  # glibc reuses freed activations instead of mapping fresh pages every step
     where = torch.device(kind, local_rank) if kind == "cuda" else torch.device(kind)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from deeplab.data.loading import CarryErrors, raise_carried
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.metrics import ConfusionMatrix
-from deeplab.engine.precision import autocast_dtype
+from deeplab.engine.precision import autocast_dtype, uses_channels_last
 from deeplab.models.fast import optimize_for_inference
 
 
@@ -53,9 +53,13 @@ class Inference:
 
 def inference_model(model: nn.Module, inference: Inference = Inference(), *, inplace: bool = False) -> nn.Module:
     """What evaluation runs: with ``inference.fast`` an optimized eval-mode copy of ``model`` (BatchNorm folded,
-    no aux head, channels_last; with ``inplace``, ``model`` itself optimized, which saves a copy of the weights),
-    else ``model`` itself in eval mode."""
-    return optimize_for_inference(model, inplace=inplace) if inference.fast else model.eval()
+    no aux head, channels_last where that is faster on its device; with ``inplace``, ``model`` itself optimized,
+    which saves a copy of the weights), else ``model`` itself in eval mode."""
+    if not inference.fast:
+        return model.eval()
+    device = next(model.parameters()).device
+    channels_last = uses_channels_last(True, device, inference.amp)
+    return optimize_for_inference(model, inplace=inplace, channels_last=channels_last)
 
 
 def sliding_window_logits(
@@ -94,8 +98,8 @@ def predict_probabilities(
     """Softmax probabilities ``(1, C, *out_size)`` float32 for a normalized ``image (1, 3, h, w)``.
 
     Each scale (and its flip) is predicted, upsampled bilinearly to ``out_size`` and averaged. ``model`` is run as
-    given (see :func:`inference_model`), under ``inference.amp``'s autocast, with channels_last inputs when
-    ``inference.fast``.
+    given (see :func:`inference_model`; a channels_last model turns the image channels_last at its first
+    convolution), under ``inference.amp``'s autocast.
     """
     dtype = autocast_dtype(inference.amp, image.device, option="--amp")
     with torch.autocast(image.device.type, dtype=dtype, enabled=dtype is not None):
@@ -105,8 +109,6 @@ def predict_probabilities(
 def _average_probabilities(
     model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference
 ) -> torch.Tensor:
-    if inference.fast:
-        image = image.contiguous(memory_format=torch.channels_last)
     height, width = image.shape[-2:]
     total = None
     for scale in inference.scales:

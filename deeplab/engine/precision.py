@@ -1,4 +1,5 @@
-"""Mixed precision by name: the ``amp`` settings of training (``train.amp``) and inference (``--amp``)."""
+"""Numerics and memory layout by device: the ``amp`` settings of training (``train.amp``) and inference
+(``--amp``), and where channels_last memory is the faster layout."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def autocast_dtype(amp: str, device: torch.device, *, option: str) -> torch.dtyp
     if amp == "fp16" and device.type != "cuda":
         raise PrecisionError(f"{option}=fp16 needs a GPU: use {option}=bf16 on the CPU")
     return AMP_DTYPES[amp]
+
+
+def uses_channels_last(wanted: bool, device: torch.device, amp: str) -> bool:
+    """Whether to keep activations in channels_last memory: when ``wanted``, on CPUs (oneDNN's own layout: no
+    reorder around each convolution) and on GPUs under autocast (the tensor-core kernels); a GPU in fp32 keeps the
+    contiguous layout the reference runs in."""
+    return wanted and (device.type != "cuda" or amp != "none")

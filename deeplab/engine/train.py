@@ -36,7 +36,7 @@ from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import evaluate
-from deeplab.engine.precision import autocast_dtype
+from deeplab.engine.precision import autocast_dtype, uses_channels_last
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
 from deeplab.engine.window import LossWindow
 from deeplab.models import build_model
@@ -150,6 +150,8 @@ class Trainer:
         self.accumulation = accumulation_steps(train_config, env.world_size)
         self._check_batchnorm_batch()
         self.amp_dtype = autocast_dtype(train_config.amp, env.device, option="train.amp")
+        channels_last = uses_channels_last(train_config.channels_last, env.device, train_config.amp)
+        self.memory_format = torch.channels_last if channels_last else torch.preserve_format
         set_gpu_numerics(train_config)
         self.model = self._build_model()  # first, so that missing ImageNet weights stop the run before data loads
         data = config.data
@@ -202,8 +204,7 @@ class Trainer:
         model = build_model(self.config, weights=self.config.model.backbone_weights)
         if self.env.device.type == "cuda" and self.env.world_size > 1 and self.config.train.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        memory_format = torch.channels_last if self.config.train.channels_last else torch.preserve_format
-        model = model.to(self.env.device, memory_format=memory_format)
+        model = model.to(self.env.device, memory_format=self.memory_format)
         torch.manual_seed(self.config.train.seed + self.env.rank)  # dropout differs between processes
         if self.env.world_size > 1:
             device_ids = [self.env.device.index] if self.env.device.type == "cuda" else None
@@ -227,8 +228,7 @@ class Trainer:
             except StopIteration:
                 self._batches = None
                 continue
-            memory_format = torch.channels_last if self.config.train.channels_last else torch.preserve_format
-            images = images.to(self.env.device, non_blocking=True, memory_format=memory_format)
+            images = images.to(self.env.device, non_blocking=True, memory_format=self.memory_format)
             return images, masks.to(self.env.device, non_blocking=True)
 
     def step(self) -> dict[str, float]:

@@ -18,8 +18,9 @@ from torchvision.models.resnet import Bottleneck
 _BOTTLENECK_PAIRS = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
 
 
-def optimize_for_inference(model: nn.Module, *, inplace: bool = False) -> nn.Module:
-    """An eval-mode copy of ``model`` with every Conv2d+BatchNorm2d pair fused, no aux head, in channels_last.
+def optimize_for_inference(model: nn.Module, *, inplace: bool = False, channels_last: bool = True) -> nn.Module:
+    """An eval-mode copy of ``model`` with every Conv2d+BatchNorm2d pair fused, no aux head, in channels_last
+    (unless ``channels_last=False``).
 
     The pairs are the ``(conv, bn)`` neighbours of sequential containers (``ConvBNReLU``, the ResNet stems,
     ``downsample``) and ``conv{1,2,3}/bn{1,2,3}`` of torchvision's ``Bottleneck``; each BatchNorm (``SyncBatchNorm``
@@ -36,7 +37,7 @@ def optimize_for_inference(model: nn.Module, *, inplace: bool = False) -> nn.Mod
         for conv_name, bn_name in _conv_bn_pairs(module):
             setattr(module, conv_name, fuse_conv_bn_eval(getattr(module, conv_name), getattr(module, bn_name)))
             setattr(module, bn_name, nn.Identity())
-    return fast.to(memory_format=torch.channels_last)
+    return fast.to(memory_format=torch.channels_last) if channels_last else fast
 
 
 def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:

@@ -1,0 +1,52 @@
+"""Where the package picks its numerics and layout: autocast dtypes, channels_last by device, glibc's allocator."""
+
+import platform
+
+import pytest
+import torch
+
+from deeplab import get_config
+from deeplab.engine.allocator import SWITCH, keep_freed_memory
+from deeplab.engine.distributed import Distributed
+from deeplab.engine.evaluate import Inference, inference_model
+from deeplab.engine.precision import PrecisionError, autocast_dtype, uses_channels_last
+from deeplab.engine.train import Trainer
+from tests.conftest import TINY
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
+
+
+def test_autocast_dtypes_by_name_and_fp16_only_on_gpus():
+    assert autocast_dtype("none", CPU, option="--amp") is None
+    assert autocast_dtype("bf16", CPU, option="--amp") is torch.bfloat16
+    assert autocast_dtype("fp16", CUDA, option="--amp") is torch.float16
+    with pytest.raises(PrecisionError, match="--amp=fp16 needs a GPU"):
+        autocast_dtype("fp16", CPU, option="--amp")
+    with pytest.raises(PrecisionError, match="train.amp='fp8' is not one of none, bf16, fp16"):
+        autocast_dtype("fp8", CPU, option="train.amp")
+
+
+def test_channels_last_on_cpus_and_under_autocast_on_gpus():
+    assert uses_channels_last(True, CPU, "none") and uses_channels_last(True, CUDA, "bf16")
+    assert not uses_channels_last(True, CUDA, "none")  # a GPU in fp32 keeps the reference's layout
+    assert not uses_channels_last(False, CPU, "bf16")
+
+
+def test_the_trainer_and_the_fast_path_are_channels_last_on_the_cpu(toy_root, tmp_path):
+    env = Distributed(rank=0, world_size=1, device=CPU)
+    trainer = Trainer(get_config("voc-r50-d16", [*TINY, "model.pretrained=none", "data.dataset=toy",
+                                                 "data.train_split=train", "model.num_classes=6"]),
+                      toy_root, tmp_path, env)  # fmt: skip
+    weight = trainer.network.backbone.layer1[0].conv2.weight  # 3x3; a reference config, no override of the layout
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    fast = inference_model(trainer.network, Inference())
+    assert fast.backbone.layer1[0].conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = inference_model(trainer.network, Inference(fast=False))
+    assert plain is trainer.network and not plain.training
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_glibc_is_told_to_keep_freed_memory_unless_switched_off(monkeypatch):
+    assert keep_freed_memory()
+    monkeypatch.setenv(SWITCH, "0")
+    assert not keep_freed_memory()
