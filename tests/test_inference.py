@@ -95,26 +95,22 @@ def differing_pixels(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().sum().item() / 2 / a.sum().item()
 
 
-@pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("amp", ["none", "bf16"])
 @pytest.mark.parametrize("fast", [True, False])
-def test_every_inference_setting_agrees_with_the_plain_serial_path(
-    toy_model_and_val_set, plain_serial, fast, amp, workers
-):
-    matrix = confusion(toy_model_and_val_set, Inference(fast=fast, amp=amp), workers)
-    assert matrix.sum() == plain_serial.sum()  # every labelled pixel counted once
-    if amp == "none":
-        # Folding BatchNorm changes float rounding (~1e-6 relative), which could flip a pixel whose two best
-        # classes tie to that precision; on these images none does.
-        assert torch.equal(matrix, plain_serial)
-    else:
-        assert differing_pixels(matrix, plain_serial) < 0.02  # bf16 keeps 8 bits of mantissa
+def test_every_inference_setting_agrees_with_the_plain_serial_path(toy_model_and_val_set, plain_serial, fast, amp):
+    serial = confusion(toy_model_and_val_set, Inference(fast=fast, amp=amp))
+    assert torch.equal(confusion(toy_model_and_val_set, Inference(fast=fast, amp=amp), workers=2), serial)
+    assert serial.sum() == plain_serial.sum()  # every labelled pixel counted once
+    # Folding BatchNorm changes float rounding (~1e-6 relative), which flips a pixel whose two best classes tie to
+    # that precision: 1 pixel of 3.6 million on the trained demo model's toy validation set. bf16 keeps 8 bits.
+    assert differing_pixels(serial, plain_serial) <= (1e-4 if amp == "none" else 0.02)
 
 
 def test_flip_and_windows_agree_on_the_fast_path(toy_model_and_val_set):
     for settings in ({"flip": True}, {"window": (64, 64), "stride": (48, 48)}, {"scales": (0.75, 1.0)}):
         fast = confusion(toy_model_and_val_set, Inference(**settings))
-        assert torch.equal(fast, confusion(toy_model_and_val_set, Inference(fast=False, **settings))), settings
+        plain = confusion(toy_model_and_val_set, Inference(fast=False, **settings))
+        assert differing_pixels(fast, plain) <= 1e-4, settings
 
 
 def test_evaluation_leaves_the_model_as_it_was(toy_model_and_val_set):
