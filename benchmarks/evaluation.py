@@ -32,7 +32,6 @@ import dataclasses
 import functools
 import io
 import multiprocessing
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -48,7 +47,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import deeplab
-from benchmarks.models import DTYPES, PEER_MODULES, available, device_name
+from benchmarks.models import DTYPES, PEER_MODULES, available, machine_line
 from deeplab.config import config_names
 from deeplab.data import build_dataset
 from deeplab.data.classes import IGNORE_INDEX, VOC_PALETTE
@@ -358,8 +357,7 @@ def header(
     return [
         "# End-to-end evaluation: `python -m deeplab evaluate` against the reference's forward",
         "",
-        f"Device: {device_name(case.device)}, {case.threads} threads; torch {torch.__version__}, "
-        f"Python {platform.python_version()}.",
+        machine_line(case.device, case.threads),
         f"{len(sizes)} synthetic VOC-sized images, width x height (at the test scale {config.data.scale}): "
         f"{describe_sizes(sizes, config.data.scale)}; JPEG quality {JPEG_QUALITY}, palette PNG masks. "
         f"GFLOPs per image (our forward): {per_image}.",

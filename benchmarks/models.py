@@ -275,8 +275,7 @@ def header(cases: Sequence[Case], peaks: dict[str, float], wall: float) -> list[
     return [
         "# Model speed: train step and eval forward",
         "",
-        f"Device: {device_name(case.device)}, {case.threads} threads; torch {torch.__version__}, "
-        f"Python {platform.python_version()}.",
+        machine_line(case.device, case.threads),
         f"`torch.mm` 2048 x 2048 peak in this run: {mm}.",
         f"Train: batch 2 at {case.size} x {case.size} (forward, CE on out + 0.4 aux where present, backward, SGD); "
         f"eval: batch 1 at {case.size} x {case.size}, no_grad. Median of {case.repeats} after 1 warm-up, each "
@@ -290,6 +289,14 @@ def header(cases: Sequence[Case], peaks: dict[str, float], wall: float) -> list[
         f"Wall time of the run: {wall / 60:.1f} min.",
         "",
     ]
+
+
+def machine_line(device: str, threads: int) -> str:
+    """The header line naming the device, the thread count and the versions a run measured."""
+    return (
+        f"Device: {device_name(device)}, {threads} threads; torch {torch.__version__}, "
+        f"Python {platform.python_version()}."
+    )
 
 
 def device_name(device: str) -> str:
