@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from deeplab import build_model, get_config
+from deeplab.data.datasets import DatasetError
 from deeplab.engine import train as engine
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.precision import PrecisionError
@@ -293,3 +294,15 @@ def test_a_fresh_start_removes_the_earlier_runs_final_metrics(toy_root, tmp_path
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, toy_root, tmp_path, CPU).fit(progress=False, on_record=stop)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_corrupt_training_image_read_by_a_worker_is_its_one_line_error(toy_root, tmp_path):
+    shutil.copytree(toy_root, tmp_path / "data")
+    toy = tmp_path / "data" / "toy"
+    for name in (toy / "ImageSets" / "Segmentation" / "train.txt").read_text().split():
+        image = toy / "JPEGImages" / f"{name}.jpg"
+        image.write_bytes(image.read_bytes()[:300])  # every one truncated: the first batch holds one
+    trainer = Trainer(get_config("toy-r50-d16", [*TINY, "data.num_workers=1"]), tmp_path / "data", tmp_path, CPU)
+    with pytest.raises(DatasetError) as raised:
+        trainer.step()
+    assert "unreadable image" in str(raised.value) and "\n" not in str(raised.value)

@@ -1,7 +1,8 @@
 """Inference and evaluation: whole image or sliding window, optionally multi-scale with flips.
 
 By default a model is evaluated through :func:`deeplab.models.fast.optimize_for_inference` (a copy with
-BatchNorm folded into the convolutions, no auxiliary head, channels_last) under ``torch.inference_mode``; it computes
+BatchNorm folded into the convolutions, no auxiliary head, channels_last where that layout is the faster one)
+under ``torch.inference_mode``; it computes
 the same function as the trained model up to float rounding. ``Inference(fast=False)`` runs the model as it is, and
 ``amp`` runs the forward under bf16 or fp16 autocast. Images are read, decoded and resized by a ``DataLoader``
 (``workers`` processes prefetching ahead of the forwards, pinned memory on CUDA), in dataset order.

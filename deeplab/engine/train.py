@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from deeplab.config import Config, TrainConfig, config_differences
 from deeplab.data import build_dataset
+from deeplab.data.loading import CarryErrors, raise_carried
 from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
@@ -99,8 +100,12 @@ def build_optimizer(parameters: Iterator[nn.Parameter], config: TrainConfig) -> 
     raise TrainingError(f"train.optimizer={config.optimizer!r} is not one of sgd, adamw")
 
 
-def collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack equally sized samples into images ``(N, 3, H, W)`` float and masks ``(N, H, W)`` int64."""
+def collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor] | dict[str, Exception]:
+    """Stack equally sized samples into images ``(N, 3, H, W)`` float and masks ``(N, H, W)`` int64; a sample that
+    carries a worker's error (``CarryErrors``) is passed on instead, for the main process to raise."""
+    for sample in samples:
+        if "error" in sample:
+            return sample
     return torch.stack([s["image"] for s in samples]), torch.stack([s["mask"] for s in samples]).long()
 
 
@@ -172,7 +177,7 @@ class Trainer:
         )
         on_gpu = env.device.type == "cuda"
         self.loader = DataLoader(
-            SeededAugmentation(train_set, augment, seed=train_config.seed),
+            CarryErrors(SeededAugmentation(train_set, augment, seed=train_config.seed)),
             batch_sampler=self.sampler,
             num_workers=data.num_workers,
             collate_fn=collate,
@@ -224,7 +229,7 @@ class Trainer:
                 self.sampler.set_epoch(epoch, step)
                 self._batches = iter(self.loader)
             try:
-                images, masks = next(self._batches)
+                images, masks = raise_carried(next(self._batches))
             except StopIteration:
                 self._batches = None
                 continue
