@@ -88,9 +88,11 @@ def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> No
 
 
 def _add_inference(parser: argparse.ArgumentParser) -> None:
+    from deeplab.engine.precision import AMP_DTYPES
+
     parser.add_argument(
         "--amp",
-        choices=["none", "bf16", "fp16"],
+        choices=list(AMP_DTYPES),
         default="none",
         help="autocast precision of the forward (default none: fp32, as the reference evaluates; fp16: GPUs only)",
     )
