@@ -9,23 +9,26 @@ in view) and sit on a nearly grey background with a faint texture of any kind, s
 small dots) that belongs to the background. Like VOC's masks, a 1-pixel ignore (255) outline runs along the inside
 of every object's visible boundary. Images are between 64 x 64 and 320 x 320 pixels.
 
-    python data_scripts/make_toy.py --root data [--seed 0 --train 400 --val 100]
+    python data_scripts/make_toy.py --root data [--seed 0 --train 400 --val 100] [--layout voc|folder]
 
 writes ROOT/toy/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png (VOC palette), ImageSets/Segmentation/
-{train,val}.txt}. The same seed gives the same files; image ``i`` of a split depends only on ``(seed, split, i)``.
+{train,val}.txt}. With ``--layout folder`` the same samples go into ROOT/toy-folder (or ``--folder-name``) in the
+layout of the folder dataset: {classes.json, images/<split>/<id>.jpg, masks/<split>/<id>.png}. The same seed gives
+the same files; image ``i`` of a split depends only on ``(seed, split, i)``.
 """
 
 from __future__ import annotations
 
 import argparse
 import colorsys
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from deeplab.data.classes import IGNORE_INDEX, TOY_CLASSES, VOC_PALETTE
+from deeplab.data.classes import CLASSES_FILE, IGNORE_INDEX, TOY_CLASSES, TOY_COLORS, VOC_PALETTE
 
 SHAPES = TOY_CLASSES[1:]  # class k draws SHAPES[k - 1]
 SIZE_RANGE = (64, 320)  # image height and width, pixels
@@ -42,6 +45,12 @@ BACKGROUND_SATURATION = (0.0, 0.2)  # and of the background and its clutter: nea
 MIN_VISIBLE = 0.85  # every object keeps at least this share of its area in view
 SPLITS = ("train", "val")
 JPEG_QUALITY = 90
+# where sample <id> of <split> goes, per layout: (image, mask) paths under the dataset folder
+LAYOUTS = {
+    "voc": ("JPEGImages/{id}.jpg", "SegmentationClass/{id}.png"),
+    "folder": ("images/{split}/{id}.jpg", "masks/{split}/{id}.png"),
+}
+FOLDER_NAMES = {"voc": "toy", "folder": "toy-folder"}  # the dataset folder under --root
 
 
 def shape_mask(shape: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -194,26 +203,43 @@ def object_outline(instance: np.ndarray) -> np.ndarray:
     return (center > 0) & np.logical_or.reduce([n != center for n in neighbours])
 
 
-def save_sample(image: np.ndarray, mask: np.ndarray, voc: Path, sample_id: str) -> None:
-    """Write ``JPEGImages/<id>.jpg`` and the palette PNG ``SegmentationClass/<id>.png`` under ``voc``."""
-    Image.fromarray(image).save(voc / "JPEGImages" / f"{sample_id}.jpg", quality=JPEG_QUALITY)
+def save_sample(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path) -> None:
+    """Write ``image`` ``(H, W, 3)`` as JPEG and ``mask`` ``(H, W)`` as a VOC-palette PNG, folders made."""
+    for path in (image_path, mask_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(image_path, quality=JPEG_QUALITY)
     png = Image.fromarray(mask)  # mode "L"; putpalette makes it "P" with the values unchanged
     png.putpalette(VOC_PALETTE)
-    png.save(voc / "SegmentationClass" / f"{sample_id}.png")
+    png.save(mask_path)
 
 
-def make_toy(root: str | Path, seed: int = 0, train: int = 400, val: int = 100) -> Path:
-    """Generate the toy dataset into ``root/toy`` and return that folder."""
-    voc = Path(root) / "toy"
-    lists = voc / "ImageSets" / "Segmentation"
-    for folder in (voc / "JPEGImages", voc / "SegmentationClass", lists):
-        folder.mkdir(parents=True, exist_ok=True)
+def write_index(base: Path, layout: str, ids: dict[str, list[str]]) -> None:
+    """What tells a reader the splits and classes: VOC's split lists, or the folder dataset's ``classes.json``."""
+    if layout == "voc":
+        lists = base / "ImageSets" / "Segmentation"
+        lists.mkdir(parents=True, exist_ok=True)
+        for split, split_ids in ids.items():
+            (lists / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids))
+    else:
+        classes = {"classes": list(TOY_CLASSES), "palette": [list(color) for color in TOY_COLORS]}
+        (base / CLASSES_FILE).write_text(json.dumps(classes) + "\n")
+
+
+def make_toy(
+    root: str | Path, seed: int = 0, train: int = 400, val: int = 100, layout: str = "voc", name: str | None = None
+) -> Path:
+    """Generate the toy dataset into ``root/<name>`` (default ``toy``, or ``toy-folder`` for ``layout="folder"``)
+    in ``layout`` (a key of ``LAYOUTS``) and return that folder."""
+    base = Path(root) / (name or FOLDER_NAMES[layout])
+    image_path, mask_path = LAYOUTS[layout]
+    ids = {}
     for split_index, (split, count) in enumerate(zip(SPLITS, (train, val), strict=True)):
-        ids = [f"{split}_{i:05d}" for i in range(count)]
-        for i, sample_id in enumerate(ids):
-            save_sample(*render_sample(np.random.default_rng([seed, split_index, i])), voc, sample_id)
-        (lists / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
-    return voc
+        ids[split] = [f"{split}_{i:05d}" for i in range(count)]
+        for i, sample_id in enumerate(ids[split]):
+            paths = (base / pattern.format(split=split, id=sample_id) for pattern in (image_path, mask_path))
+            save_sample(*render_sample(np.random.default_rng([seed, split_index, i])), *paths)
+    write_index(base, layout, ids)
+    return base
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -223,11 +249,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=400, help="training images (default: 400)")
     parser.add_argument("--val", type=int, default=100, help="validation images (default: 100)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="voc", help="VOC's or the folder dataset's (default: voc)")
+    parser.add_argument("--folder-name", help="folder under --root for --layout folder (default: toy-folder)")
     args = parser.parse_args(argv)
     if args.train < 0 or args.val < 0:
         parser.error("--train and --val must be >= 0")
-    voc = make_toy(args.root, args.seed, args.train, args.val)
-    print(f"toy dataset ready in {voc}: {args.train} train and {args.val} val images, classes {', '.join(TOY_CLASSES)}")
+    if args.folder_name is not None and args.layout == "voc":
+        parser.error("--folder-name is for --layout folder; the toy dataset in the VOC layout is always ROOT/toy")
+    base = make_toy(args.root, args.seed, args.train, args.val, args.layout, args.folder_name)
+    print(
+        f"toy dataset ready in {base}: {args.train} train and {args.val} val images, classes {', '.join(TOY_CLASSES)}"
+    )
 
 
 if __name__ == "__main__":

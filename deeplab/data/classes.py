@@ -3,16 +3,39 @@
 Colours are ``(R, G, B)`` tuples, one per class; ``VOC_PALETTE`` is the flat 256 x 3 list that PIL's
 ``Image.putpalette`` takes, the colour map of the PASCAL VOC devkit (``VOCdevkit/VOCcode/VOClabelcolormap.m``), which
 also colours the ignore label 255 (cream, ``(224, 224, 192)``).
+
+A folder dataset (your own images and masks) names its classes in ``classes.json`` beside its images::
+
+    {"classes": ["background", "cat", "dog"], "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0]]}
+
+``classes`` (required) lists 1 to 255 unique, non-empty names: mask value ``k`` is ``classes[k]`` and 255 is
+"ignore". ``palette`` (optional) gives one ``[R, G, B]`` (ints 0-255) per class; without it the classes take the
+first colours of the VOC colour map. :func:`read_classes_file` reads and checks it.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
 
 Color = tuple[int, int, int]
 IGNORE_INDEX = 255
+CLASSES_FILE = "classes.json"
+MAX_CLASSES = IGNORE_INDEX  # labels 0 .. 254; 255 is the ignore label
+CLASSES_EXAMPLE = '{"classes": ["background", "cat", "dog"]}'
+
+
+class DatasetError(RuntimeError):
+    """Data on disk that cannot be used as it is; the message names the file and the fix."""
+
+
+class ClassesFileError(DatasetError):
+    """A ``classes.json`` that is missing, is not JSON, or does not list the classes as the module docstring says."""
 
 
 def voc_colormap(size: int = 256) -> list[Color]:
@@ -114,6 +137,17 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "classes", "palette"}`` as JSON values (lists), e.g. to store in a checkpoint."""
+        return {"name": self.name, "classes": list(self.classes), "palette": [list(color) for color in self.palette]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetInfo:
+        """The :class:`DatasetInfo` that :meth:`to_dict` gave; :class:`ClassesFileError` if ``data`` is not one."""
+        fields = _checked_fields(data, "dataset info", required=("name", "classes", "palette"), optional=())
+        classes = _checked_classes(fields["classes"], "dataset info")
+        return cls(str(fields["name"]), classes, _checked_palette(fields["palette"], len(classes), "dataset info"))
+
 
 DATASET_INFO: dict[str, DatasetInfo] = {
     info.name: info
@@ -126,15 +160,99 @@ DATASET_INFO: dict[str, DatasetInfo] = {
 }
 
 
+FOLDER = "folder"  # the dataset whose classes come from its own classes.json
+
+
 class UnknownDatasetError(KeyError):
-    """A dataset name that is not one of ``DATASET_INFO``."""
+    """A dataset name that is not one of ``DATASET_INFO`` nor ``"folder"``."""
 
     def __str__(self) -> str:
         return str(self.args[0])
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    """The classes and palette of dataset ``name`` (``voc``, ``ade20k``, ``cityscapes`` or ``toy``)."""
+def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
+    """The classes and palette of dataset ``name``: ``voc``, ``ade20k``, ``cityscapes``, ``toy``, or ``folder``,
+    whose ``root/classes.json`` is read (``root`` is required for it and unused by the others)."""
+    if name == FOLDER:
+        if root is None:
+            raise ValueError("dataset 'folder' reads its classes from ROOT/classes.json: pass root")
+        return read_classes_file(Path(root) / CLASSES_FILE)
     if name not in DATASET_INFO:
-        raise UnknownDatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASET_INFO)}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}: use one of {', '.join([*DATASET_INFO, FOLDER])}")
     return DATASET_INFO[name]
+
+
+def read_classes_file(path: str | Path) -> DatasetInfo:
+    """The classes and palette in ``path`` (a ``classes.json``, see the module docstring), as dataset ``"folder"``.
+
+    Every problem raises :class:`ClassesFileError` in one line that names the file and the fix.
+    """
+    path = Path(path)
+    data = _read_json(path)
+    fields = _checked_fields(data, str(path), required=("classes",), optional=("palette",))
+    classes = _checked_classes(fields["classes"], str(path))
+    palette = fields.get("palette")
+    colors = VOC_COLORMAP[: len(classes)] if palette is None else _checked_palette(palette, len(classes), str(path))
+    return DatasetInfo(FOLDER, classes, tuple(colors))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ClassesFileError(f"{path} not found: write the class names there, e.g. {CLASSES_EXAMPLE}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ClassesFileError(
+            f"{path} cannot be read ({reason}): write it as UTF-8 JSON, e.g. {CLASSES_EXAMPLE}"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ClassesFileError(
+            f"{path}: invalid JSON at line {error.lineno}, column {error.colno} ({error.msg}); "
+            f"fix it, e.g. {CLASSES_EXAMPLE}"
+        ) from None
+
+
+def _checked_fields(data: Any, source: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` if it is a JSON object with all the ``required`` keys and no keys but those and ``optional`` ones."""
+    allowed = ", ".join([*required, *optional])
+    if not isinstance(data, dict):
+        raise ClassesFileError(f"{source}: expected a JSON object with the keys {allowed}, e.g. {CLASSES_EXAMPLE}")
+    unknown = [key for key in data if key not in (*required, *optional)]
+    if unknown:
+        raise ClassesFileError(f"{source}: unknown key {unknown[0]!r}; use only {allowed}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ClassesFileError(f"{source}: {missing[0]!r} is missing; give it, e.g. {CLASSES_EXAMPLE}")
+    return data
+
+
+def _checked_classes(classes: Any, source: str) -> tuple[str, ...]:
+    """``classes`` as a tuple if it is a list of 1 .. ``MAX_CLASSES`` unique non-empty names."""
+    if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES:
+        size = f"{len(classes)} names" if isinstance(classes, list) else type(classes).__name__
+        raise ClassesFileError(f"{source}: classes must be a list of 1 to {MAX_CLASSES} names, got {size}")
+    for index, name in enumerate(classes):
+        if not isinstance(name, str) or not name.strip():
+            raise ClassesFileError(f"{source}: class {index} is {name!r}; give every class a non-empty name")
+    repeated = next((name for index, name in enumerate(classes) if name in classes[:index]), None)
+    if repeated is not None:
+        raise ClassesFileError(f"{source}: class name {repeated!r} appears twice; give every class its own name")
+    return tuple(classes)
+
+
+def _checked_palette(palette: Any, num_classes: int, source: str) -> tuple[Color, ...]:
+    """``palette`` as ``(R, G, B)`` tuples if it holds one colour of three ints 0-255 per class."""
+    if not isinstance(palette, list):
+        raise ClassesFileError(f"{source}: palette must be a list of [R, G, B] colours, got {type(palette).__name__}")
+    if len(palette) != num_classes:
+        raise ClassesFileError(
+            f"{source}: palette has {len(palette)} colours for {num_classes} classes; "
+            "give one [R, G, B] per class or leave palette out"
+        )
+    for index, color in enumerate(palette):
+        if not (isinstance(color, list) and len(color) == 3 and all(type(c) is int and 0 <= c <= 255 for c in color)):
+            raise ClassesFileError(f"{source}: palette colour {index} is {color!r}; write it as [R, G, B], ints 0-255")
+    return tuple(tuple(color) for color in palette)

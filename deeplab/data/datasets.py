@@ -13,6 +13,21 @@ Layouts (``root`` is the data folder, e.g. ``data/``; the ``data_scripts/`` name
 - Cityscapes: ``root/cityscapes/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` with
   ``root/cityscapes/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png``.
 - Toy: ``root/toy`` in the VOC layout (``JPEGImages``, ``SegmentationClass``, ``ImageSets/Segmentation``).
+- Folder (your own images and masks, :class:`FolderDataset`): ``root`` is the folder itself, laid out in one of two
+  ways, with split subfolders or with a flat folder and split lists::
+
+      root/classes.json                               {"classes": ["background", "cat", "dog"],
+                                                       "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0]]}
+      root/images/<split>/<id>.jpg|.jpeg|.png         root/images/<id>.jpg|.jpeg|.png
+      root/masks/<split>/<id>.png                     root/masks/<id>.png
+                                                      root/splits/<split>.txt   (one id per line)
+
+  A ``splits/`` folder selects the second layout. The splits are whatever the folder holds (``train``, ``val``,
+  ``test``, ...); ids may contain subfolders (``images/train/city_a/x.jpg`` is id ``city_a/x`` with the mask
+  ``masks/train/city_a/x.png``) and are read in sorted order; files and folders whose names start with ``.`` are
+  skipped. A mask is a single-channel PNG (grayscale or palette) of class indices ``0 .. K - 1`` (``K`` classes in
+  ``classes.json``, see :mod:`deeplab.data.classes`), 255 for "ignore". ``python data_scripts/check_folder.py root``
+  reports every problem of such a folder at once; the dataset stops at the first, in one line.
 """
 
 from __future__ import annotations
@@ -23,18 +38,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
 
-from deeplab.data.classes import IGNORE_INDEX, dataset_info
+from deeplab.data.classes import (
+    CLASSES_FILE,
+    IGNORE_INDEX,
+    DatasetError,
+    DatasetInfo,
+    UnknownDatasetError,
+    dataset_info,
+    read_classes_file,
+)
 
 Sample = dict[str, Any]
-
-
-class DatasetError(RuntimeError):
-    """Data on disk that cannot be used as it is; the message names the file and the fix."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # of the folder dataset's images, in any case
+MASK_SUFFIX = ".png"
+REPLACE_FILE = "replace the file or prepare it again"  # the fix for a file that cannot be decoded
 
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
@@ -54,13 +77,34 @@ class SampleFiles:
     mask: Path
 
 
-def read_image(path: Path, mode: ImageReadMode = ImageReadMode.RGB) -> torch.Tensor:
-    """Decode ``path`` (JPEG or PNG) to ``(C, H, W)`` uint8; :class:`CorruptSampleError` if it cannot be decoded."""
+def read_image(path: Path, mode: ImageReadMode = ImageReadMode.RGB, hint: str = REPLACE_FILE) -> torch.Tensor:
+    """Decode ``path`` (JPEG or PNG) to ``(C, H, W)`` uint8; :class:`CorruptSampleError` (ending in ``hint``) if it
+    cannot be decoded."""
     try:
         return decode_image(str(path), mode=mode)
     except RuntimeError as error:
-        reason = _decoder_reason(str(error))
-        raise CorruptSampleError(f"{path}: unreadable image ({reason}); replace the file or prepare it again") from None
+        raise CorruptSampleError(f"{path}: unreadable image ({_decoder_reason(str(error))}); {hint}") from None
+
+
+def read_mask_file(path: Path, hint: str = REPLACE_FILE) -> torch.Tensor:
+    """Decode the mask PNG ``path`` to ``(C, H, W)`` uint8 as it is stored: a palette PNG gives its indices.
+
+    torchvision's decoder returns wrong values for palette PNGs of 1, 2 or 4 bits per pixel, which Pillow writes for
+    palettes of at most 16 colours (a hand-made mask of a few classes): those are unpacked with Pillow instead.
+    """
+    if _is_packed_palette_png(path):
+        from PIL import Image
+
+        with Image.open(path) as picture:
+            return torch.from_numpy(np.asarray(picture, dtype=np.uint8).copy())[None]
+    return read_image(path, ImageReadMode.UNCHANGED, hint)
+
+
+def _is_packed_palette_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG with a palette (colour type 3) of fewer than 8 bits per pixel (its IHDR says)."""
+    with open(path, "rb") as file:
+        header = file.read(26)  # signature (8), IHDR length and type (8), width, height (8), bit depth, colour type
+    return header[:8] == b"\x89PNG\r\n\x1a\n" and len(header) == 26 and header[25] == 3 and header[24] < 8
 
 
 def _decoder_reason(message: str) -> str:
@@ -85,17 +129,27 @@ class SegmentationDataset(Dataset):
     ignore_index: int = IGNORE_INDEX
 
     def __init__(self, root: str | Path, split: str, transforms: Callable[[Sample], Sample] | None = None) -> None:
-        info = dataset_info(self.name)
-        self.classes, self.palette, self.num_classes = info.classes, info.palette, info.num_classes
         self.root, self.split, self.transforms = Path(root), split, transforms
-        if split not in self.splits:
-            raise DatasetError(f"unknown split {split!r} for {self.name}: use one of {', '.join(self.splits)}")
         self.base = self.root / self.folder
         if not self.base.is_dir():
             raise DatasetNotFoundError(f"{self.base} not found: {self.prepare_hint()}")
+        info = self.read_info()
+        self.classes, self.palette, self.num_classes = info.classes, info.palette, info.num_classes
+        splits = self.available_splits(self.root)
+        if split not in splits:
+            raise DatasetError(f"unknown split {split!r} for {self.name}: use one of {', '.join(splits)}")
         self.samples = self.list_samples()
         self._check_files()
         self.raw_values = self._raw_values()  # (256,) bool: which values a mask file may hold
+
+    @classmethod
+    def available_splits(cls, root: str | Path) -> list[str]:
+        """The splits of this dataset under ``root``: ``splits`` (the folder dataset looks on disk)."""
+        return list(cls.splits)
+
+    def read_info(self) -> DatasetInfo:
+        """The class names and palette (the folder dataset reads them from its folder)."""
+        return dataset_info(self.name)
 
     def _raw_values(self) -> torch.Tensor:
         valid = torch.zeros(256, dtype=torch.bool)
@@ -110,6 +164,16 @@ class SegmentationDataset(Dataset):
     def prepare_hint(self) -> str:
         """The command that prepares this dataset under ``root``."""
         return f"run `python data_scripts/{self.script} --root {self.root}` to download and prepare it"
+
+    def fix_hint(self, problem: str) -> str:
+        """What to do about a bad file, the end of its message: ``problem`` is ``"image"`` (cannot be decoded),
+        ``"channels"`` (a mask that is not single-channel), ``"size"`` (mask and image differ) or ``"values"``."""
+        return {
+            "image": REPLACE_FILE,
+            "channels": "prepare the dataset again",
+            "size": "replace the pair or prepare the dataset again",
+            "values": f"check that the file belongs to {self.name} or prepare the dataset again",
+        }[problem]
 
     def list_samples(self) -> list[SampleFiles]:
         """The samples of ``self.split``, in a fixed order."""
@@ -132,30 +196,34 @@ class SegmentationDataset(Dataset):
 
     def read_mask(self, files: SampleFiles, image_size: tuple[int, int]) -> torch.Tensor:
         """The class mask ``(H, W)`` int64 of ``files``, checked against the image size and the label range."""
-        raw = read_image(files.mask, ImageReadMode.UNCHANGED)
+        raw = read_mask_file(files.mask, self.fix_hint("image"))  # (C, H, W) uint8
+        return self.mask_labels(raw, files, image_size)
+
+    def mask_labels(self, raw: torch.Tensor, files: SampleFiles, image_size: tuple[int, int]) -> torch.Tensor:
+        """The class mask ``(H, W)`` int64 of the decoded mask file ``raw`` ``(C, H, W)`` uint8 of ``files``:
+        :class:`CorruptSampleError` unless it has one channel, the image's ``(H, W)`` and valid values."""
         if raw.shape[0] != 1:
             raise CorruptSampleError(
-                f"{files.mask}: mask has {raw.shape[0]} channels, expected one (palette or grayscale PNG); "
-                "prepare the dataset again"
+                f"{files.mask}: mask has {raw.shape[0]} channels; masks must be single-channel class indices "
+                f"(palette or grayscale PNG); {self.fix_hint('channels')}"
             )
         if tuple(raw.shape[-2:]) != image_size:
             raise CorruptSampleError(
                 f"{files.mask}: mask size {tuple(raw.shape[-2:])} differs from its image {files.image.name} "
-                f"{image_size}; replace the pair or prepare the dataset again"
+                f"{image_size}; {self.fix_hint('size')}"
             )
         counts = torch.bincount(raw.flatten(), minlength=256)  # (256,) pixels per raw value
         bad = ((counts > 0) & ~self.raw_values).nonzero().flatten().tolist()
         if bad:
             raise CorruptSampleError(
-                f"{files.mask}: mask values {bad[:5]} outside {self._describe_raw_values()}; "
-                f"check that the file belongs to {self.name} or prepare the dataset again"
+                f"{files.mask}: mask values {bad[:5]} outside {self._describe_raw_values()}; {self.fix_hint('values')}"
             )
         labels = raw[0] - 1 if self.reduce_zero_label else raw[0]  # uint8: 0 - 1 wraps to 255 (ignore)
         return labels.long()
 
     def __getitem__(self, index: int) -> Sample:
         files = self.samples[index]
-        image = read_image(files.image)  # (3, H, W) uint8
+        image = read_image(files.image, hint=self.fix_hint("image"))  # (3, H, W) uint8
         mask = self.read_mask(files, tuple(image.shape[-2:]))  # (H, W) int64
         sample = {"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask), "id": files.id}
         return self.transforms(sample) if self.transforms is not None else sample
@@ -226,14 +294,161 @@ class Cityscapes(SegmentationDataset):
         return samples
 
 
+def checker_hint(root: Path) -> str:
+    """The command that lists every problem of the folder dataset ``root``."""
+    return f"see `python data_scripts/check_folder.py {root}`"
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    """Files of one split of a folder dataset without their partner, or ids with two files: ``names`` are the files
+    (for ids listed without an image, the file expected), ``problem`` what is wrong with each, ``noun`` what a name
+    stands for (``"image"``, ``"mask"``, ``"id"``) and ``fix`` the fix."""
+
+    names: tuple[str, ...]
+    problem: str
+    noun: str
+    fix: str
+
+    def message(self, shown: int = 1) -> str:
+        """One line naming the first ``shown`` files and the count."""
+        names = ", ".join(self.names[:shown]) + (", ..." if len(self.names) > shown else "")
+        count = f"{len(self.names)} such {self.noun}{'s' if len(self.names) > 1 else ''}"
+        return f"{names}: {self.problem} ({count}); {self.fix}"
+
+
+@dataclass(frozen=True)
+class FolderSplit:
+    """One split of a folder dataset as found on disk: its complete pairs, sorted by id, and its unpaired files."""
+
+    name: str
+    pairs: tuple[SampleFiles, ...]
+    problems: tuple[Unpaired, ...]
+
+
+def scan_folder_split(root: str | Path, split: str) -> FolderSplit:
+    """Pair the images and masks of ``split`` in the folder dataset ``root`` (see the module docstring)."""
+    root = Path(root)
+    list_file = root / "splits" / f"{split}.txt" if (root / "splits").is_dir() else None
+    image_dir, mask_dir = (
+        (root / "images", root / "masks") if list_file else (root / "images" / split, root / "masks" / split)
+    )
+    images, image_twins = _index(image_dir, IMAGE_SUFFIXES)
+    masks, mask_twins = _index(mask_dir, (MASK_SUFFIX,))
+    ids = _listed_ids(list_file) if list_file else sorted(images.keys() | masks.keys())
+    check = checker_hint(root)
+    if list_file:
+        without_image = Unpaired(
+            tuple(f"{image_dir / i}.*" for i in ids if i not in images),
+            f"listed in {list_file}, not found",
+            "image",
+            f"add the images ({', '.join(IMAGE_SUFFIXES)}) or remove their ids from the list; {check}",
+        )
+    else:
+        without_image = Unpaired(
+            tuple(str(masks[i]) for i in ids if i not in images),
+            f"no image in {image_dir}",
+            "mask",
+            f"add each image as <id>{'|'.join(IMAGE_SUFFIXES)} or remove the mask; {check}",
+        )
+    problems = (
+        Unpaired(
+            tuple(f"{first} and {second.name}" for first, second in image_twins + mask_twins),
+            "two files with one id",
+            "id",
+            f"keep one image and one mask per id; {check}",
+        ),
+        Unpaired(
+            tuple(str(images[i]) for i in ids if i in images and i not in masks),
+            f"no mask in {mask_dir}",
+            "image",
+            f"add each mask as <id>{MASK_SUFFIX} or remove the image; {check}",
+        ),
+        without_image,
+    )
+    pairs = tuple(SampleFiles(i, images[i], masks[i]) for i in ids if i in images and i in masks)
+    return FolderSplit(split, pairs, tuple(problem for problem in problems if problem.names))
+
+
+def _index(folder: Path, suffixes: tuple[str, ...]) -> tuple[dict[str, Path], list[tuple[Path, Path]]]:
+    """The files under ``folder`` (any depth) ending in one of ``suffixes`` (any case), by id (the relative path
+    without suffix), and the pairs of files that share an id. Names starting with ``.`` are skipped."""
+    files: dict[str, Path] = {}
+    twins = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        hidden = any(part.startswith(".") for part in relative.parts)
+        if hidden or path.suffix.lower() not in suffixes or not path.is_file():
+            continue
+        key = relative.with_suffix("").as_posix()
+        if key in files:
+            twins.append((files[key], path))
+        else:
+            files[key] = path
+    return files, twins
+
+
+def _listed_ids(list_file: Path) -> list[str]:
+    """The ids in ``list_file``, one per line (blank lines skipped), sorted and each once."""
+    if not list_file.is_file():
+        raise DatasetNotFoundError(f"split list {list_file} not found: write one id per line there")
+    return sorted({line.strip() for line in list_file.read_text().splitlines() if line.strip()})
+
+
+class FolderDataset(SegmentationDataset):
+    """Your own images and masks in a folder (layout in the module docstring), classes from its ``classes.json``.
+
+    ``root`` is the folder itself; the splits are those it holds (:meth:`available_splits`).
+    """
+
+    name, folder, script = "folder", "", "check_folder.py"
+    splits = ()  # any split found on disk
+
+    @classmethod
+    def available_splits(cls, root: str | Path) -> list[str]:
+        """The split list names in ``root/splits/`` if it exists, else the subfolders of ``root/images/``."""
+        root = Path(root)
+        lists, images = root / "splits", root / "images"
+        if lists.is_dir():
+            names = [path.stem for path in lists.glob("*.txt")]
+        else:
+            names = [path.name for path in images.iterdir() if path.is_dir()] if images.is_dir() else []
+        found = sorted(name for name in names if not name.startswith("."))
+        if not found:
+            raise DatasetNotFoundError(
+                f"no splits in {root}: put pairs in {images}/<split>/ and {root / 'masks'}/<split>/, or list their "
+                f"ids in {lists}/<split>.txt (see the layout in deeplab/data/datasets.py)"
+            )
+        return found
+
+    def read_info(self) -> DatasetInfo:
+        return read_classes_file(self.root / CLASSES_FILE)
+
+    def prepare_hint(self) -> str:
+        return f"lay the folder out as deeplab/data/datasets.py describes; {checker_hint(self.root)}"
+
+    def fix_hint(self, problem: str) -> str:
+        if problem == "channels":
+            return f"convert colour masks with `python data_scripts/check_folder.py {self.root} --convert-rgb`"
+        return f"fix or remove the pair; {checker_hint(self.root)}"
+
+    def list_samples(self) -> list[SampleFiles]:
+        found = scan_folder_split(self.root, self.split)
+        if found.problems:
+            raise DatasetError(found.problems[0].message())
+        return list(found.pairs)
+
+
 DATASETS: dict[str, type[SegmentationDataset]] = {
-    cls.name: cls for cls in (VOCSegmentation, ADE20k, Cityscapes, ToyDataset)
+    cls.name: cls for cls in (VOCSegmentation, ADE20k, Cityscapes, ToyDataset, FolderDataset)
 }
 
 
 def build_dataset(
     name: str, root: str | Path, split: str, transforms: Callable[[Sample], Sample] | None = None
 ) -> SegmentationDataset:
-    """The dataset called ``name`` (``voc``, ``ade20k``, ``cityscapes``, ``toy``) under ``root`` for ``split``."""
-    dataset_info(name)  # an unknown name raises UnknownDatasetError listing the known ones
+    """The dataset called ``name`` (``voc``, ``ade20k``, ``cityscapes``, ``toy``, ``folder``) under ``root`` for
+    ``split`` (for ``folder``, ``root`` is the folder itself)."""
+    if name not in DATASETS:
+        raise UnknownDatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
     return DATASETS[name](root, split, transforms)
