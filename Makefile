@@ -25,8 +25,8 @@ lint: setup  ## ruff lint and format check (notebooks included)
 test: lint  ## the whole suite
 	$(BIN)/python -m pytest
 
-lab: setup  ## start JupyterLab on the course notebooks
-	$(BIN)/jupyter lab notebooks
+lab: setup  ## start JupyterLab on the course notebooks (with the environment on PATH, for %tensorboard)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks
 
 reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=dir [CONFIGS=a,b] for real runs
 	$(if $(DATA),,$(BIN)/python data_scripts/make_toy.py --root data)

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deeplab.data.classes import TOY_CLASSES
-from deeplab.data.datasets import DATASETS
+from deeplab.data.classes import CLASSES_FILE, TOY_CLASSES, dataset_info
+from deeplab.data.datasets import DATASETS, FolderDataset
+
+FOLDER = FolderDataset.name
 
 
 class ConfigError(ValueError):
@@ -27,7 +29,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The network: ``depth`` 50/101, ``output_stride`` 8/16 (the paper's names)."""
 
-    num_classes: int = 21
+    num_classes: int = 21  # 0: as many as the folder dataset's classes.json lists (data.dataset=folder only)
     depth: int = 50
     output_stride: int = 8
     deep_stem: bool = True
@@ -36,11 +38,17 @@ class ModelConfig:
     shortcut_channels: int = 48
     dropout: float = 0.1
     pretrained: str = "none"  # ImageNet backbone weights: a file path, a torchvision weight name, or "none"
+    init_from: str = "none"  # fine-tuning: a checkpoint whose tensors of fitting name and shape start the model
 
     @property
     def backbone_weights(self) -> str | None:
         """``pretrained``, or ``None`` to train from scratch ("none"; "" in configs saved before "none" existed)."""
         return None if self.pretrained.strip().lower() in ("", "none") else self.pretrained
+
+    @property
+    def init_checkpoint(self) -> str | None:
+        """``init_from``, or ``None`` when the model starts from ``pretrained`` alone ("none")."""
+        return None if self.init_from.strip().lower() in ("", "none") else self.init_from
 
     @property
     def backbone_weights_file(self) -> str | None:
@@ -88,6 +96,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # iterations
     log_every: int = 50  # iterations
     seed: int = 0
+    tensorboard: bool = False  # also log losses, lr, per-class IoU and validation overlays to <run>/tb
 
 
 @dataclass
@@ -149,17 +158,33 @@ def _toy_config(depth: int, output_stride: int) -> Config:
     )
 
 
+def _folder_config(depth: int, output_stride: int) -> Config:
+    """A user's own folder of images and masks (``deeplab.data.FolderDataset``) with the reference's VOC recipe.
+
+    Differs from the reference by name: the number of classes comes from the folder's ``classes.json``
+    (``model.num_classes=0``), the splits are the folder's ``train`` and ``val``, and the length is set in epochs of
+    the folder's training images (60, as VOC's; change ``train.epochs`` or ``train.iterations`` for your data).
+    """
+    config = _reference_config("voc", depth, output_stride)
+    config.name = f"folder-r{depth}-d{output_stride}"
+    config.model.num_classes = 0
+    config.data.dataset, config.data.train_split = "folder", "train"
+    return config
+
+
 _GRID = [(depth, output_stride) for depth in (50, 101) for output_stride in (8, 16)]
 REFERENCE_CONFIGS: dict[str, Config] = {
     config.name: config for config in (_reference_config(dataset, *model) for dataset in _DATASETS for model in _GRID)
 }
 TOY_CONFIGS: dict[str, Config] = {config.name: config for config in (_toy_config(*model) for model in _GRID)}
-CONFIGS: dict[str, Config] = {**REFERENCE_CONFIGS, **TOY_CONFIGS}
+FOLDER_CONFIGS: dict[str, Config] = {config.name: config for config in (_folder_config(*model) for model in _GRID)}
+CONFIGS: dict[str, Config] = {**REFERENCE_CONFIGS, **TOY_CONFIGS, **FOLDER_CONFIGS}
 
 
-def config_names(*, toy: bool = True) -> list[str]:
-    """Every config name, reference configs first (then the toy ones, unless ``toy=False``)."""
-    return list(CONFIGS if toy else REFERENCE_CONFIGS)
+def config_names(*, toy: bool = True, folder: bool = True) -> list[str]:
+    """Every config name: the reference configs, then the toy ones (unless ``toy=False``), then those for a folder
+    dataset (unless ``folder=False``), whose number of classes is known only with the folder."""
+    return [*REFERENCE_CONFIGS, *(TOY_CONFIGS if toy else {}), *(FOLDER_CONFIGS if folder else {})]
 
 
 def get_config(name: str, overrides: typing.Iterable[str] = ()) -> Config:
@@ -178,8 +203,9 @@ def absolute_path_overrides(config: Config, base: Path) -> list[str]:
 
     A run started elsewhere (papermill's kernel, ``torchrun``'s processes) then finds the files the caller meant.
     """
-    weights = config.model.backbone_weights_file
-    return [] if weights is None else [f"model.pretrained={(base / weights).resolve()}"]
+    model = config.model
+    files = {"model.pretrained": model.backbone_weights_file, "model.init_from": model.init_checkpoint}
+    return [f"{key}={(base / path).resolve()}" for key, path in files.items() if path is not None]
 
 
 def config_from_dict(values: dict[str, typing.Any]) -> Config:
@@ -319,7 +345,7 @@ _NAME = Rule("a non-empty string", lambda value: isinstance(value, str) and valu
 
 # Each key's own rule; the rules between keys (_CONTEXT_RULES) run once all of these hold.
 _RULES: dict[str, Rule] = {
-    "model.num_classes": _integer(1),
+    "model.num_classes": _integer(0),
     "model.depth": _choice((50, 101)),
     "model.output_stride": _choice((8, 16)),
     "model.deep_stem": _BOOLEAN,
@@ -331,6 +357,7 @@ _RULES: dict[str, Rule] = {
         "'none', a file path or an existing torchvision weight name such as 'ResNet50_Weights.IMAGENET1K_V2'",
         _is_weights,
     ),
+    "model.init_from": Rule("'none' or a checkpoint file path", _NAME.check),
     "data.dataset": _choice(DATASETS),
     "data.train_split": _NAME,
     "data.val_split": _NAME,
@@ -360,13 +387,19 @@ _RULES: dict[str, Rule] = {
     "train.checkpoint_every": _integer(1),
     "train.log_every": _integer(1),
     "train.seed": _integer(0, 2**32 - 1),  # numpy's seed range
+    "train.tensorboard": _BOOLEAN,
 }
 
 
-def _leaves_ignore_index_free(config: Config) -> Rule:
-    """Labels ``0 .. num_classes - 1`` must leave ``train.ignore_index`` free."""
-    ignore = config.train.ignore_index
-    return Rule(f"<= train.ignore_index={ignore}, the label no class may take", lambda value: value <= ignore)
+def _classes_for_dataset(config: Config) -> Rule:
+    """Labels ``0 .. num_classes - 1`` must leave ``train.ignore_index`` free; 0 (read the count from the classes
+    file) only for the folder dataset."""
+    ignore, folder = config.train.ignore_index, config.data.dataset == FOLDER
+    if folder:
+        allows = f"<= train.ignore_index={ignore}, the label no class may take (0: from the folder's {CLASSES_FILE})"
+    else:
+        allows = f">= 1 and <= train.ignore_index={ignore}, the label no class may take (0 is for data.dataset=folder)"
+    return Rule(allows, lambda value: (folder or value >= 1) and value <= ignore)
 
 
 def _weights_for_backbone(config: Config) -> Rule:
@@ -384,9 +417,10 @@ def _weights_for_backbone(config: Config) -> Rule:
 
 
 def _split_of_dataset(config: Config) -> Rule:
-    """A split that ``data.dataset`` has."""
+    """A split that ``data.dataset`` has (any name for the folder dataset, whose splits are what its folder holds)."""
     dataset = config.data.dataset
-    return _choice(DATASETS[dataset].splits, f"one of the {dataset} splits")
+    splits = DATASETS[dataset].splits
+    return _choice(splits, f"one of the {dataset} splits") if splits else _NAME
 
 
 def _sets_length_with_epochs(config: Config) -> Rule:
@@ -405,7 +439,7 @@ def _within_batch(config: Config) -> Rule:
 
 
 _CONTEXT_RULES: dict[str, Callable[[Config], Rule]] = {
-    "model.num_classes": _leaves_ignore_index_free,
+    "model.num_classes": _classes_for_dataset,
     "model.pretrained": _weights_for_backbone,
     "data.train_split": _split_of_dataset,
     "data.val_split": _split_of_dataset,
@@ -443,6 +477,23 @@ def _check(config: Config, key: str, rule: Rule) -> None:
     value = getattr(getattr(config, section), name)
     if not rule.check(value):
         raise ConfigError(f"{key}={value!r} must be {rule.allows}")
+
+
+def with_dataset_classes(config: Config, data_root: str | Path) -> Config:
+    """``config`` with ``model.num_classes`` filled in from the folder dataset's classes file under ``data_root``
+    (a copy; other datasets' configs come back as they are). A count that disagrees with the file is refused."""
+    if config.data.dataset != FOLDER:
+        return config
+    info = dataset_info(FOLDER, data_root)
+    wanted = config.model.num_classes
+    if wanted not in (0, info.num_classes):
+        raise ConfigError(
+            f"model.num_classes={wanted} but {Path(data_root) / CLASSES_FILE} lists {info.num_classes} classes: "
+            "leave model.num_classes=0 (the count of the classes file) or fix the file"
+        )
+    resolved = copy.deepcopy(config)
+    resolved.model.num_classes = info.num_classes
+    return resolved
 
 
 def config_differences(saved: dict[str, typing.Any], current: dict[str, typing.Any], prefix: str = "") -> str:

@@ -35,6 +35,7 @@ BAD_VALUES = {
     "model.shortcut_channels": "-1",
     "model.dropout": "1.0",
     "model.pretrained": "ResNet50_Weights.NOT_A_MEMBER",
+    "model.init_from": "",
     "data.dataset": "coco",
     "data.train_split": "train_aug",  # a VOC split the toy dataset lacks
     "data.val_split": "test",
@@ -64,6 +65,7 @@ BAD_VALUES = {
     "train.checkpoint_every": "0",
     "train.log_every": "0",
     "train.seed": "-1",
+    "train.tensorboard": "maybe",
 }
 
 
@@ -85,7 +87,7 @@ def test_a_bad_value_is_one_line_naming_its_key(key, tmp_path, capsys):
 
 
 def test_every_shipped_config_validates():
-    assert len(config_names()) == 16
+    assert len(config_names()) == 20
     for name in config_names():
         validate_config(get_config(name))
 
@@ -96,7 +98,7 @@ def test_every_shipped_config_validates():
         ("train.lr=nan", "train.lr=nan must be a finite number > 0"),
         ("data.ratio_range=2.0,0.5", "data.ratio_range=(2.0, 0.5) must be two numbers 0 < low <= high"),
         ("model.pretrained=ResNet50_Weights.IMAGENET1K_V2", "ResNet50_Weights name with model.deep_stem=false"),
-        ("model.num_classes=256", "model.num_classes=256 must be <= train.ignore_index=255"),
+        ("model.num_classes=256", "model.num_classes=256 must be >= 1 and <= train.ignore_index=255"),
     ],
 )
 def test_messages_say_what_is_allowed(override, message):

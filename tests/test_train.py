@@ -21,6 +21,7 @@ from deeplab.engine import train as engine
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.precision import PrecisionError
 from deeplab.engine.train import Trainer, TrainingError, poly_factor, read_log, segmentation_loss, segmentation_losses
+from deeplab.models.weights import CheckpointError, load_fitting, save_checkpoint
 from tests.conftest import TINY
 
 CPU = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
@@ -306,3 +307,97 @@ def test_a_corrupt_training_image_read_by_a_worker_is_its_one_line_error(toy_roo
     with pytest.raises(DatasetError) as raised:
         trainer.step()
     assert "unreadable image" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def scripted_evaluations(monkeypatch, miou_at: dict[int, float]) -> None:
+    """Make ``Trainer.evaluate`` report ``miou_at[iteration]`` (the real evaluation is tested elsewhere)."""
+
+    def evaluate(self):
+        return {"miou": miou_at[self.iteration], "pixel_accuracy": 0.5, "iou": [0.0] * 6}
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+
+
+def test_best_checkpoint_is_the_highest_miou_and_survives_a_crash_and_resume(toy_root, tmp_path, monkeypatch):
+    """best.pth follows the evaluation with the highest mIoU; a crash after best.pth was written at iteration 4 but
+    before last.pth caught up (checkpoint at 3) resumes at 3, evaluates 4 again and keeps both files right."""
+    scripted_evaluations(monkeypatch, {2: 0.3, 4: 0.5, 6: 0.4})
+    config = get_config("toy-r50-d16", [*TINY, "train.eval_every_epochs=1", "train.checkpoint_every=3"])
+
+    def crash_at_5(record: dict) -> None:
+        if record["iter"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, toy_root, tmp_path, CPU).fit(progress=False, on_record=crash_at_5)
+    best = torch.load(tmp_path / "best.pth", weights_only=True)
+    assert (best["iteration"], best["miou"], torch.load(tmp_path / "last.pth")["iteration"]) == (4, 0.5, 3)
+
+    metrics = Trainer(config, toy_root, tmp_path, CPU).fit(resume=True, progress=False)
+    best_after = torch.load(tmp_path / "best.pth", weights_only=True)
+    assert (best_after["iteration"], best_after["miou"]) == (4, 0.5)
+    assert all(torch.equal(best["model"][key], best_after["model"][key]) for key in best["model"])
+    assert not all(torch.equal(best["model"][key], final_weights(tmp_path)[key]) for key in best["model"])
+    assert metrics["best"] == {"miou": 0.5, "iteration": 4, "checkpoint": "best.pth"}
+    assert json.loads((tmp_path / "metrics.json").read_text())["best"] == metrics["best"]
+    assert best_after["config"] == best["config"] and best_after["classes"]["classes"][1] == "disc"
+
+
+def test_a_fresh_start_forgets_an_earlier_runs_best_checkpoint(toy_root, tmp_path, monkeypatch):
+    scripted_evaluations(monkeypatch, {2: 0.9, 4: 0.2, 6: 0.1})
+    config = get_config("toy-r50-d16", [*TINY, "train.eval_every_epochs=1"])
+    Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
+    scripted_evaluations(monkeypatch, {2: 0.1, 4: 0.3, 6: 0.2})
+    assert Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)["best"]["iteration"] == 4
+
+
+def test_fine_tuning_a_21_class_checkpoint_into_the_6_class_toy_set(toy_root, tmp_path):
+    """What fits loads, the two classifiers start afresh, the report names them, and training goes on from there."""
+    source = build_model(get_config("toy-r50-d16", [*TINY, "model.num_classes=21"]))
+    save_checkpoint(tmp_path / "voc.pth", source, config={"name": "a 21-class run"})
+    config = get_config("toy-r50-d16", [*TINY, "train.iterations=2", f"model.init_from={tmp_path / 'voc.pth'}"])
+    trainer = Trainer(config, toy_root, tmp_path / "run", CPU)
+    trainer.run_dir.mkdir()
+    trainer.start_from_checkpoint()
+    report = json.loads((tmp_path / "run" / "init_from.json").read_text())
+    classifiers = ["decoder.classifier.weight", "decoder.classifier.bias", "aux_head.2.weight", "aux_head.2.bias"]
+    assert sorted(report["new"]) == sorted(classifiers) and report["unused"] == classifiers[:0]
+    assert report["new"]["decoder.classifier.weight"] == "(6, 32, 1, 1) vs (21, 32, 1, 1)"
+    loaded = trainer.network.state_dict()
+    assert len(report["loaded"]) == len(loaded) - 4
+    assert all(torch.equal(loaded[key], source.state_dict()[key]) for key in report["loaded"])
+
+    metrics = trainer.fit(progress=False)
+    assert metrics["iterations"] == 2 and len(metrics["iou"]) == 6
+    trained = final_weights(tmp_path / "run")
+    assert not torch.equal(trained["aspp.fuse.0.weight"], source.state_dict()["aspp.fuse.0.weight"])
+
+
+def test_fine_tuning_from_imagenet_backbone_weights_alone(tmp_path):
+    backbone = build_model(get_config("toy-r50-d16", TINY)).backbone.state_dict()
+    torch.save({**backbone, "fc.weight": torch.zeros(1000, 2048)}, tmp_path / "resnet50.pth")
+    model = build_model(get_config("toy-r50-d16", TINY))
+    report = load_fitting(model, tmp_path / "resnet50.pth")
+    assert len(report.loaded) == len(backbone) and report.unused == []
+    assert all(key.startswith(("aspp.", "decoder.", "aux_head.")) for key in report.new)
+    assert f"loaded {len(backbone)} of {len(model.state_dict())} tensors" in report.summary()
+
+
+def test_a_checkpoint_of_which_nothing_fits_is_refused(tmp_path):
+    torch.save({"model": {"head.weight": torch.zeros(3)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"other.pth: no tensor fits this model"):
+        load_fitting(build_model(get_config("toy-r50-d16", TINY)), tmp_path / "other.pth")
+
+
+def test_tensorboard_receives_the_losses_lr_per_class_iou_and_overlays(toy_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = get_config("toy-r50-d16", [*TINY, "train.iterations=2", "train.tensorboard=true"])
+    metrics = Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert [event.step for event in events.Scalars("train/loss")] == [1, 2]
+    assert [event.step for event in events.Scalars("train/lr")] == [1, 2]
+    assert events.Scalars("val/mIoU")[-1].value == pytest.approx(metrics["miou"])
+    assert {f"val/IoU/{name}" for name in ("disc", "square")} <= set(tags["scalars"])
+    assert len(tags["images"]) == 4 and all(tag.startswith("val/overlays/") for tag in tags["images"])

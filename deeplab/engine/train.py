@@ -4,6 +4,10 @@ One code path for the CPU, one GPU and many (``torchrun``). ``batch_size`` is th
 process runs ``accumulation`` micro-batches of ``batch_per_process`` images, so that
 ``batch_size = world_size * accumulation * batch_per_process`` whatever the number of GPUs.
 
+``best.pth`` keeps the weights of the evaluation with the highest validation mIoU so far (its mIoU and iteration
+inside, and in ``metrics.json``). ``model.init_from`` starts a run from what fits of another checkpoint (fine-tuning
+into another number of classes: :func:`deeplab.models.weights.load_fitting`).
+
 Resuming from ``last.pth`` restores the model, optimizer, scheduler, gradient scaler, RNG states and the data
 position (the step count, from which ``GlobalBatchSampler`` finds the epoch and the place in it): on the CPU the
 final weights equal, bit for bit, those of a run that was never interrupted.
@@ -30,8 +34,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from deeplab.config import Config, TrainConfig, config_differences
-from deeplab.data import build_dataset
+from deeplab.config import Config, TrainConfig, config_differences, with_dataset_classes
+from deeplab.data import DatasetInfo, build_dataset
 from deeplab.data.loading import CarryErrors, raise_carried
 from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
@@ -39,11 +43,15 @@ from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import evaluate
 from deeplab.engine.precision import autocast_dtype, uses_channels_last
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
+from deeplab.engine.tensorboard import TensorBoardLog
 from deeplab.engine.window import LossWindow
 from deeplab.models import build_model
-from deeplab.models.weights import CheckpointError, atomic_save, read_checkpoint
+from deeplab.models.weights import CheckpointError, atomic_save, load_fitting, read_checkpoint, save_checkpoint
 
 CHECKPOINT = "last.pth"
+BEST_CHECKPOINT = "best.pth"
+INIT_REPORT = "init_from.json"
+TENSORBOARD = "tb"
 LOG = "metrics.jsonl"
 FINAL_METRICS = "metrics.json"
 
@@ -148,7 +156,8 @@ class Trainer:
     """Trains ``config`` on the data in ``data_root``, writing checkpoints and logs into ``run_dir``."""
 
     def __init__(self, config: Config, data_root: str | Path, run_dir: str | Path, env: Distributed) -> None:
-        self.config, self.env = config, env
+        self.config, self.env = with_dataset_classes(config, data_root), env
+        config = self.config
         self.run_dir = Path(run_dir)
         train_config = config.train
         self.batch_per_process = micro_batch_size(train_config, env.world_size)
@@ -164,6 +173,7 @@ class Trainer:
             crop_size=data.crop_size, scale=data.scale, ratio_range=data.ratio_range, cat_max_ratio=data.cat_max_ratio
         )
         train_set = build_dataset(data.dataset, data_root, data.train_split)
+        self.classes = DatasetInfo(data.dataset, train_set.classes, train_set.palette)
         self.val_set = build_dataset(
             data.dataset, data_root, data.val_split, transforms=eval_transforms(scale=data.scale)
         )
@@ -193,6 +203,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration = 0
         self.empty_batches = 0  # micro-batches without a labelled pixel, all processes, since the start
+        self.best: dict[str, float] | None = None  # {"miou", "iteration"} of best.pth
         self._batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # ---- set-up -------------------------------------------------------------------------------------------------
@@ -299,6 +310,7 @@ class Trainer:
             "iteration": self.iteration,
             "empty_batches": self.empty_batches,
             "config": dataclasses.asdict(self.config),
+            "classes": self.classes.to_dict(),
             "rng": distributed.all_gather_objects(rng),
         }
 
@@ -309,6 +321,36 @@ class Trainer:
         if self.env.is_main:
             atomic_save(state, path)
         return path
+
+    def keep_if_best(self, metrics: dict[str, Any]) -> None:
+        """Write ``best.pth`` (weights, config, classes, its mIoU and iteration) atomically when ``metrics`` beat every
+        earlier evaluation of this run; ties keep the earlier one."""
+        if self.best is not None and metrics["miou"] <= self.best["miou"]:
+            return
+        self.best = {"miou": metrics["miou"], "iteration": self.iteration}
+        if self.env.is_main:
+            extra = {"config": dataclasses.asdict(self.config), "classes": self.classes.to_dict(), **self.best}
+            save_checkpoint(self.run_dir / BEST_CHECKPOINT, self.network, **extra)
+
+    def start_from_checkpoint(self) -> None:
+        """Fine-tuning: load what fits of ``model.init_from`` and write what was loaded and what is new, by name, to
+        ``init_from.json`` (and a line to the log)."""
+        source = self.config.model.init_checkpoint
+        if source is None:
+            return
+        report = load_fitting(self.network, source)
+        if self.env.is_main:
+            atomic_write_json(self.run_dir / INIT_REPORT, report.to_dict())
+            print(report.summary(), flush=True)
+
+    def _read_best(self) -> dict[str, float] | None:
+        """The mIoU and iteration of this run's ``best.pth``, if it has one: the file itself is the record, so a
+        crash between writing it and the next ``last.pth`` loses nothing."""
+        path = self.run_dir / BEST_CHECKPOINT
+        if not path.is_file():
+            return None
+        state = read_checkpoint(path)
+        return {"miou": state["miou"], "iteration": state["iteration"]}
 
     def resume(self) -> None:
         """Continue from ``run_dir/last.pth``: weights, optimizer, schedule, scaler, RNG and data position."""
@@ -328,6 +370,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = state["iteration"]
         self.empty_batches = state.get("empty_batches", 0)  # absent from checkpoints written before it was counted
+        self.best = self._read_best()
         self._batches = None
         rngs = state["rng"]
         if len(rngs) == self.env.world_size:
@@ -338,6 +381,35 @@ class Trainer:
                 torch.cuda.set_rng_state(rng["cuda"], self.env.device)
 
     # ---- the whole run ------------------------------------------------------------------------------------------
+    def _start(self, log: RunLog, *, resume: bool) -> None:
+        """Resume (dropping log records after the checkpoint), or start afresh: clear what an earlier run left in the
+        folder, and load ``model.init_from``; write ``config.json`` and say what the backbone starts from."""
+        if resume:
+            self.resume()
+            log.truncate_after(self.iteration)
+        elif self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            log.clear()
+            for stale in (FINAL_METRICS, BEST_CHECKPOINT, INIT_REPORT):  # an earlier run's in this folder
+                (self.run_dir / stale).unlink(missing_ok=True)
+        if self.env.is_main:
+            (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+            print(_backbone_start(self.config), flush=True)
+        if not resume:
+            self.start_from_checkpoint()
+
+    @staticmethod
+    def _write(record: dict[str, Any], log: RunLog, board: TensorBoardLog) -> None:
+        """One record to ``metrics.jsonl`` and (with ``train.tensorboard``) to TensorBoard."""
+        log.write(record)
+        board.write(record)
+
+    def _tensorboard(self) -> TensorBoardLog:
+        """The run's TensorBoard log in ``<run>/tb`` (``train.tensorboard``; main process), from this iteration."""
+        enabled = self.config.train.tensorboard and self.env.is_main
+        names, palette = self.classes.classes, self.classes.palette
+        return TensorBoardLog(self.run_dir / TENSORBOARD, names, palette, enabled=enabled, start=self.iteration)
+
     def evaluate(self) -> dict[str, Any]:
         """mIoU and friends on the validation split, computed across all processes."""
         return evaluate(
@@ -360,53 +432,48 @@ class Trainer:
         ``on_record`` (main process) sees every record written to the log, e.g. to draw live curves.
         """
         log = RunLog(self.run_dir / LOG, enabled=self.env.is_main, on_record=on_record)
-        if resume:
-            self.resume()
-            log.truncate_after(self.iteration)
-        elif self.env.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            log.clear()
-            (self.run_dir / FINAL_METRICS).unlink(missing_ok=True)  # an earlier run's; this one has not finished
-        if self.env.is_main:
-            (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
-            print(_backbone_start(self.config), flush=True)
+        self._start(log, resume=resume)
         train_config, steps_per_epoch = self.config.train, self.sampler.steps_per_epoch
         show = self.env.is_main and (
             sys.stderr.isatty() or "ipykernel" in sys.modules if progress is None else progress
         )
-        bar = tqdm(total=self.total_steps, initial=self.iteration, disable=not show, desc=self.config.name, unit="it")
         metrics: dict[str, Any] = {}
         window = LossWindow(self.total_steps)
         start = time.perf_counter()
-        while self.iteration < self.total_steps:
-            step_start, lr = time.perf_counter(), self.scheduler.get_last_lr()[0]  # the lr this step uses
-            losses = self.step()
-            window.add(losses, time.perf_counter() - step_start)
-            self.empty_batches += losses["empty_batches"]
-            bar.update(1)
-            if "loss" in losses:
-                bar.set_postfix(loss=f"{losses['loss']:.4f}")
-            if self.iteration % train_config.log_every == 0 or self.iteration == self.total_steps:
-                means = window.record(self.iteration, self.env.device)
-                record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch,
-                          "lr": lr, **means}  # fmt: skip
-                log.write(record)
-                if not show and self.env.is_main:
-                    print(_log_line(record, self.total_steps), flush=True)
-            epoch_done = self.iteration % steps_per_epoch == 0
-            epoch = self.iteration // steps_per_epoch
-            if self.iteration == self.total_steps or (epoch_done and epoch % train_config.eval_every_epochs == 0):
-                metrics = self.evaluate()
-                log.write({"iter": self.iteration, "epoch": self.iteration / steps_per_epoch, **_scalars(metrics)})
-            if self.iteration % train_config.checkpoint_every == 0 or self.iteration == self.total_steps:
-                self.save()
-        bar.close()
+        bar = tqdm(total=self.total_steps, initial=self.iteration, disable=not show, desc=self.config.name, unit="it")
+        with bar, self._tensorboard() as board:  # both closed on errors too: an error message starts its own line
+            while self.iteration < self.total_steps:
+                step_start, lr = time.perf_counter(), self.scheduler.get_last_lr()[0]  # the lr this step uses
+                losses = self.step()
+                window.add(losses, time.perf_counter() - step_start)
+                self.empty_batches += losses["empty_batches"]
+                bar.update(1)
+                if "loss" in losses:
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}")
+                if self.iteration % train_config.log_every == 0 or self.iteration == self.total_steps:
+                    record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch,
+                              "lr": lr, **window.record(self.iteration, self.env.device)}  # fmt: skip
+                    self._write(record, log, board)
+                    if not show and self.env.is_main:
+                        print(_log_line(record, self.total_steps), flush=True)
+                epoch_done = self.iteration % steps_per_epoch == 0
+                epoch = self.iteration // steps_per_epoch
+                if self.iteration == self.total_steps or (epoch_done and epoch % train_config.eval_every_epochs == 0):
+                    metrics = self.evaluate()
+                    self.keep_if_best(metrics)
+                    record = {"iter": self.iteration, "epoch": self.iteration / steps_per_epoch, **_scalars(metrics)}
+                    self._write(record, log, board)
+                    board.add_predictions(self.network, self.val_set, self.iteration)
+                if self.iteration % train_config.checkpoint_every == 0 or self.iteration == self.total_steps:
+                    self.save()
         if not metrics:  # resumed after the end: evaluate the finished model
             metrics = self.evaluate()
+            self.keep_if_best(metrics)
         metrics = {
             **metrics,
             "iterations": self.iteration,
             "empty_batches": self.empty_batches,
+            "best": {**(self.best or {}), "checkpoint": BEST_CHECKPOINT},
             "train_seconds_this_session": time.perf_counter() - start,
         }
         if self.env.is_main:
@@ -510,7 +577,8 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config`` in this process (and its ``torchrun`` peers); returns the final validation metrics.
 
-    Writes ``run_dir/{last.pth, metrics.jsonl, metrics.json, config.json}``; ``on_record`` sees each log record.
+    Writes ``run_dir/{last.pth, best.pth, metrics.jsonl, metrics.json, config.json}`` (and ``init_from.json`` when
+    fine-tuning); ``on_record`` sees each log record.
     """
     env = distributed.setup(device)
     try:

@@ -8,11 +8,13 @@ Two outside formats load into our modules by renaming keys:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,67 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
         state = convert_reference_state_dict(state)
     load_state_dict_checked(_unwrap(model), state, source=Path(path))
     return checkpoint
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What :func:`load_fitting` did, by tensor name: ``loaded`` from the checkpoint; ``new`` (the model's, left as
+    initialised, with the reason: absent, or ``"(6, 512, 1, 1) vs (21, 512, 1, 1)"``: model vs checkpoint shape);
+    ``unused``, the checkpoint's tensors the model has no place for."""
+
+    source: str
+    loaded: list[str]
+    new: dict[str, str]
+    unused: list[str]
+
+    def summary(self) -> str:
+        """One line for the run log: counts, and the new tensors by name."""
+        new = ", ".join(f"{key} ({why})" for key, why in self.new.items()) or "none"
+        return (
+            f"model.init_from {self.source}: loaded {len(self.loaded)} of {len(self.loaded) + len(self.new)} "
+            f"tensors; new (initialised afresh) {len(self.new)}: {new}; unused from the checkpoint "
+            f"{len(self.unused)}{': ' + _shorten(self.unused) if self.unused else ''}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_fitting(model: nn.Module, path: str | os.PathLike) -> InitReport:
+    """Start ``model`` from every tensor of the checkpoint at ``path`` whose name and shape fit: fine-tuning.
+
+    The checkpoint may be ours, sssegmentation's (renamed) or an ImageNet backbone alone (open-mmlab's V1c or
+    torchvision's ResNet: names without a ``backbone.`` prefix get one, ``fc.*`` is dropped). What does not fit,
+    typically the classifiers ``decoder.classifier`` and ``aux_head.2`` for another number of classes, keeps the
+    model's fresh initialisation. A checkpoint of which nothing fits is a :class:`CheckpointError`.
+    """
+    module = _unwrap(model)
+    state = state_dict_of(read_checkpoint(path))
+    if is_reference_state_dict(state):
+        state = convert_reference_state_dict(state)
+    state = _as_model_names(state, {key.partition(".")[0] for key in module.state_dict()})
+    expected = module.state_dict()
+    fits = {key: value for key, value in state.items() if key in expected and value.shape == expected[key].shape}
+    new = {
+        key: "absent" if key not in state else f"{tuple(value.shape)} vs {tuple(state[key].shape)}"
+        for key, value in expected.items()
+        if key not in fits
+    }
+    if not fits:
+        raise CheckpointError(
+            f"{path}: no tensor fits this model by name and shape (model.init_from): pass a DeepLabV3+ or ImageNet "
+            "ResNet checkpoint of the same depth and stem"
+        )
+    module.load_state_dict(fits, strict=False)
+    unused = [key for key in state if key not in expected]
+    return InitReport(str(path), list(fits), new, unused)
+
+
+def _as_model_names(state: StateDict, modules: set[str]) -> StateDict:
+    """``state`` with ImageNet backbone names (``conv1.weight``, ``layer1.0...``) moved under ``backbone.``."""
+    if any(key.partition(".")[0] in modules for key in state):
+        return state
+    return {f"backbone.{key}": value for key, value in state.items() if not key.startswith("fc.")}
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
