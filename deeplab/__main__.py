@@ -18,7 +18,7 @@ from deeplab.config import config_names
 def _models(args: argparse.Namespace) -> None:
     from deeplab.models.complexity import zoo_table
 
-    names = config_names() if args.configs == "all" else args.configs.split(",")
+    names = config_names(folder=False) if args.configs == "all" else args.configs.split(",")
     print(zoo_table(names))
     print("\nGFLOPs: one inference forward at batch 1 and the crop size (a multiply-add counts as 2 FLOPs).")
 
@@ -36,18 +36,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from deeplab.cli import predict_command
-    from deeplab.engine.evaluate import Inference
+    from deeplab.cli import predict_from_args
 
-    predict_command(
-        args.checkpoint,
-        args.images,
-        args.out,
-        config_name=args.config,
-        device=args.device,
-        released_root=args.released_root,
-        inference=Inference(fast=not args.plain, amp=args.amp),
-    )
+    predict_from_args(args)
 
 
 def _reproduce(args: argparse.Namespace) -> None:
@@ -89,6 +80,10 @@ def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> No
 
 def _add_inference(parser: argparse.ArgumentParser) -> None:
     from deeplab.engine.precision import AMP_DTYPES
+
+    parser.add_argument("--multi-scale", action="store_true", help="scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
+    parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
+    parser.add_argument("--slide", action="store_true", help="sliding windows of the crop size, 2/3 overlap")
 
     parser.add_argument(
         "--amp",
@@ -146,18 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", type=Path, default=Path("data"))
     evaluate.add_argument("--split", default=None, help="default: the config's validation split")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
-    evaluate.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
-    evaluate.add_argument("--slide", action="store_true", help="sliding windows of the crop size, 2/3 overlap")
     evaluate.add_argument("--out", type=Path, default=None, help="write metrics.json and plots here")
     _add_inference(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser("predict", help="colourised masks and overlays for image files")
+    predict = commands.add_parser("predict", help="colourised masks and overlays for image files and folders")
     _add_common(predict, config_required=False)
     _add_checkpoint(predict)
-    predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG)")
-    predict.add_argument("--out", type=Path, required=True, help="folder for <name>_mask.png and <name>_overlay.png")
+    predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG) or folders of them")
+    predict.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for <name>_mask.png and <name>_overlay.png (a folder's sub-folders are kept)",
+    )
     _add_inference(predict)
     predict.set_defaults(run=_predict)
 

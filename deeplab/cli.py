@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from deeplab.config import Config, ConfigError, apply_override, config_from_dict, get_config, validate_config
-from deeplab.data import build_dataset, dataset_info
+from deeplab.config import (
+    FOLDER,
+    Config,
+    ConfigError,
+    apply_override,
+    config_from_dict,
+    get_config,
+    validate_config,
+    with_dataset_classes,
+)
+from deeplab.data import DatasetInfo, build_dataset, dataset_info
 from deeplab.data.datasets import DatasetNotFoundError, read_image
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
@@ -64,14 +74,14 @@ def train_command(
     config_name: str, data_root: Path, out: Path | None, *, overrides: list[str], resume: bool, device: str | None
 ) -> dict[str, Any]:
     """Train, then (main process) print the per-class IoU table and save the plots into the run folder."""
-    config = get_config(config_name, overrides)
+    config = with_dataset_classes(get_config(config_name, overrides), data_root)
     run_dir = output_folder(out or Path("runs") / config.name, "--out")
     metrics = train(config, data_root, run_dir, resume=resume, device=device)
     if distributed_rank() == 0:
-        class_names = dataset_info(config.data.dataset).classes
+        class_names = dataset_info(config.data.dataset, data_root).classes
         print(iou_table(metrics, class_names))
         save_plots(run_dir, metrics, class_names)
-        print(f"run folder: {run_dir} (last.pth, {LOG}, {FINAL_METRICS}, plots)")
+        print(f"run folder: {run_dir} (last.pth, best.pth, {LOG}, {FINAL_METRICS}, plots)")
     return metrics
 
 
@@ -82,11 +92,26 @@ def distributed_rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
-def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str]) -> tuple[Config, Any]:
-    """The config stored in our checkpoint (or the named one, for sssegmentation's) and the loaded model."""
-    stored = read_checkpoint(checkpoint).get("config")
+@dataclasses.dataclass
+class Trained:
+    """A trained model loaded from a checkpoint: its config, the model (eval mode) and what its classes are."""
+
+    config: Config
+    model: nn.Module
+    classes: DatasetInfo
+
+
+def load_trained(
+    checkpoint: Path, config_name: str | None, overrides: list[str], data_root: Path | None = None
+) -> Trained:
+    """The config stored in our checkpoint (or the named one, for sssegmentation's), the loaded model and the class
+    names and colours (stored in the checkpoint, else the dataset's; a folder dataset's need ``data_root``)."""
+    state = read_checkpoint(checkpoint)
+    stored = state.get("config")
     if config_name:
         config = get_config(config_name, overrides)
+        if data_root is not None:
+            config = with_dataset_classes(config, data_root)
     elif stored:
         config = config_from_dict(stored)
         for override in overrides:
@@ -94,9 +119,27 @@ def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: 
         validate_config(config)
     else:
         raise ConfigError(f"{checkpoint} holds no config (an sssegmentation checkpoint?): pass --config NAME")
+    if config.model.num_classes == 0:
+        raise ConfigError(f"{config.name} takes its number of classes from a folder's classes.json: pass --data-root")
     model = build_model(config)
     load_checkpoint(checkpoint, model)
-    return config, model.eval()
+    return Trained(config, model.eval(), checkpoint_classes(state, config, data_root))
+
+
+def checkpoint_classes(state: dict[str, Any], config: Config, data_root: Path | None = None) -> DatasetInfo:
+    """The class names and colours a checkpoint was trained with: stored in it (``"classes"``), or else those of its
+    config's dataset (read from ``data_root`` for a folder dataset)."""
+    if "classes" in state:
+        return DatasetInfo.from_dict(state["classes"])
+    if config.data.dataset == FOLDER and data_root is None:
+        raise ConfigError("the checkpoint holds no class names: pass --data-root, the folder with its classes.json")
+    return dataset_info(config.data.dataset, data_root)
+
+
+def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str]) -> tuple[Config, Any]:
+    """The config stored in our checkpoint (or the named one, for sssegmentation's) and the loaded model."""
+    trained = load_trained(checkpoint, config_name, overrides)
+    return trained.config, trained.model
 
 
 def evaluate_checkpoint(
@@ -128,31 +171,71 @@ def evaluate_checkpoint(
     return {**metrics, "data": about}, env.is_main
 
 
+def inference_from_args(args: argparse.Namespace, crop_size: tuple[int, int] | None) -> Inference:
+    """The ``Inference`` of ``--multi-scale``, ``--flip``, ``--slide`` (windows of ``crop_size``, 2/3 overlap; with
+    ``crop_size=None`` the caller sets the window), ``--plain`` and ``--amp``."""
+    slide = args.slide and crop_size is not None
+    return Inference(
+        scales=MULTI_SCALES if args.multi_scale else (1.0,),
+        flip=args.flip,
+        window=crop_size if slide else None,
+        stride=tuple(size * 2 // 3 for size in crop_size) if slide else None,
+        fast=not args.plain,
+        amp=args.amp,
+    )
+
+
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     """mIoU of a checkpoint; prints the per-class table; with ``--out`` writes metrics.json and plots."""
     if args.out:
         output_folder(args.out, "--out")
     checkpoint = resolve_checkpoint(args.checkpoint, args.config, args.released_root)
-    config, model = model_from_checkpoint(checkpoint, args.config, args.set)
-    data = config.data
-    inference = Inference(
-        scales=MULTI_SCALES if args.multi_scale else (1.0,),
-        flip=args.flip,
-        window=data.crop_size if args.slide else None,
-        stride=tuple(size * 2 // 3 for size in data.crop_size) if args.slide else None,
-        fast=not args.plain,
-        amp=args.amp,
-    )
+    trained = load_trained(checkpoint, args.config, args.set, args.data_root)
+    config = trained.config
     metrics, is_main = evaluate_checkpoint(
-        config, model, args.data_root, split=args.split, inference=inference, device=args.device
+        config,
+        trained.model,
+        args.data_root,
+        split=args.split,
+        inference=inference_from_args(args, config.data.crop_size),
+        device=args.device,
     )
     if is_main:
-        class_names = dataset_info(data.dataset).classes
+        class_names = trained.classes.classes
         print(iou_table(metrics, class_names))
         if args.out:
             atomic_write_json(args.out / FINAL_METRICS, metrics)
             save_plots(args.out, metrics, class_names)
     return metrics
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def image_files(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """The images to predict and where each one's outputs go, as ``(image, output stem)``, the stem relative to
+    the output folder: a file's own stem; for a folder, every JPEG or PNG under it (sorted), keeping the sub-folders
+    (under the folder's name when several inputs are given)."""
+    pairs = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DatasetNotFoundError(f"folder {path} holds no JPEG or PNG images: pass image files or folders")
+            prefix = Path(path.name) if len(inputs) > 1 else Path()
+            pairs += [(image, prefix / image.relative_to(path).with_suffix("")) for image in found]
+        elif path.is_file():
+            pairs.append((path, Path(path.stem)))
+        else:
+            raise DatasetNotFoundError(f"image {path} not found: pass JPEG or PNG files or folders of them")
+    seen: dict[Path, Path] = {}
+    for image, stem in pairs:
+        if stem in seen:
+            raise DatasetNotFoundError(
+                f"{seen[stem]} and {image} would both be written as {stem}_mask.png: predict them in separate runs"
+            )
+        seen[stem] = image
+    return pairs
 
 
 def predict_command(
@@ -164,33 +247,53 @@ def predict_command(
     device: str | None,
     released_root: Path = DEFAULT_ROOT,
     inference: Inference | None = None,
+    slide: bool = False,
+    progress: bool = True,
 ) -> list[Path]:
-    """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image; ``inference``
-    defaults to the fast fp32 path."""
+    """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image file, and every
+    image in the folders among ``images`` (sub-folders kept, see :func:`image_files`). ``inference`` defaults to the
+    fast fp32 path; ``slide`` runs it over windows of the config's crop size (2/3 overlap)."""
     from torchvision.io import write_png
+    from tqdm.auto import tqdm
 
     from deeplab import viz
 
     inference = inference or Inference()
-    for path in images:
-        if not path.is_file():
-            kind = "a folder" if path.is_dir() else "not found"
-            raise DatasetNotFoundError(f"image {path} is {kind}: pass JPEG or PNG files")
+    pairs = image_files(images)
     output_folder(out, "--out")
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     autocast_dtype(inference.amp, where, option="--amp")
-    config, model = model_from_checkpoint(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
-    network = inference_model(model.to(where), inference, inplace=True)
-    info = dataset_info(config.data.dataset)
-    transform = eval_transforms(scale=config.data.scale)
+    trained = load_trained(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
+    data = trained.config.data
+    if slide:
+        stride = (data.crop_size[0] * 2 // 3, data.crop_size[1] * 2 // 3)
+        inference = dataclasses.replace(inference, window=data.crop_size, stride=stride)
+    network = inference_model(trained.model.to(where), inference, inplace=True)
+    palette, transform = trained.classes.palette, eval_transforms(scale=data.scale)
     written = []
-    for path in images:
+    for path, stem in tqdm(pairs, desc="predict", unit="image", disable=not progress):
         image = read_image(path)  # (3, H, W) uint8; a file that is not an image ends in one line
         sample = transform({"image": image, "mask": torch.zeros(image.shape[-2:], dtype=torch.int64)})
         batch = sample["image"].unsqueeze(0).to(where)
         prediction = predict_probabilities(network, batch, tuple(image.shape[-2:]), inference).argmax(dim=1)[0].cpu()
-        write_png(viz.colorize_mask(prediction, info.palette), str(out / f"{path.stem}_mask.png"))
-        write_png(viz.overlay(image, prediction, info.palette), str(out / f"{path.stem}_overlay.png"))
-        written.append(out / f"{path.stem}_overlay.png")
+        target = out / stem
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_png(viz.colorize_mask(prediction, palette), f"{target}_mask.png")
+        write_png(viz.overlay(image, prediction, palette), f"{target}_overlay.png")
+        written.append(Path(f"{target}_overlay.png"))
     print(f"wrote {len(written)} masks and overlays to {out}")
     return written
+
+
+def predict_from_args(args: argparse.Namespace) -> list[Path]:
+    """``python -m deeplab predict``: :func:`predict_command` with the inference options of the command line."""
+    return predict_command(
+        args.checkpoint,
+        args.images,
+        args.out,
+        config_name=args.config,
+        device=args.device,
+        released_root=args.released_root,
+        inference=inference_from_args(args, crop_size=None),  # the window of --slide is the checkpoint config's
+        slide=args.slide,
+    )
