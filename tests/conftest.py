@@ -4,9 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
+
+from deeplab.data.classes import VOC_PALETTE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,17 @@ def toy_root(tmp_path_factory) -> Path:
     command = [sys.executable, str(REPO / "data_scripts" / "make_toy.py"), "--root", str(root)]
     subprocess.run([*command, "--train", "8", "--val", "4"], check=True, capture_output=True)
     return root
+
+
+def write_mask(path: Path, values: np.ndarray, palette: bool = True) -> np.ndarray:
+    """A class mask ``(H, W)`` uint8 saved as a palette ("P", the VOC colours) or grayscale ("L") PNG, folders made;
+    returns ``values``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(values.astype(np.uint8))
+    if palette:
+        image.putpalette(VOC_PALETTE)
+    image.save(path)
+    return values
 
 
 def randomize_batchnorm(model: nn.Module) -> nn.Module:

@@ -23,6 +23,7 @@ from deeplab.data import (
     train_transforms,
 )
 from deeplab.data.classes import VOC_PALETTE
+from tests.conftest import write_mask
 
 RNG = np.random.default_rng(0)
 
@@ -33,16 +34,6 @@ def write_image(path: Path, height: int = 24, width: int = 32) -> np.ndarray:
     pixels = RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, quality=95)
     return pixels
-
-
-def write_mask(path: Path, values: np.ndarray, palette: bool = True) -> np.ndarray:
-    """A class mask ``(H, W)`` uint8 saved as a palette (VOC) or grayscale PNG; returns ``values``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(values.astype(np.uint8))
-    if palette:
-        image.putpalette(VOC_PALETTE)
-    image.save(path)
-    return values
 
 
 def random_mask(num_classes: int, height: int = 24, width: int = 32, low: int = 0) -> np.ndarray:

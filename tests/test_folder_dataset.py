@@ -22,9 +22,10 @@ from deeplab.data import (
     read_classes_file,
     train_transforms,
 )
-from deeplab.data.classes import VOC_COLORMAP, VOC_PALETTE
+from deeplab.data.classes import VOC_COLORMAP
 from deeplab.data.datasets import read_mask_file
 from deeplab.errors import USER_ERRORS
+from tests.conftest import write_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
 import make_toy  # noqa: E402
@@ -40,16 +41,6 @@ def write_image(path: Path, pixels: np.ndarray) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, quality=95)
     return pixels
-
-
-def write_mask(path: Path, values: np.ndarray, palette: bool = True) -> np.ndarray:
-    """A class mask ``(H, W)`` uint8 saved as a palette ("P") or grayscale ("L") PNG; returns ``values``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(values.astype(np.uint8))
-    if palette:
-        image.putpalette(VOC_PALETTE)
-    image.save(path)
-    return values
 
 
 def random_pair(rng: np.random.Generator, num_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
