@@ -6,7 +6,13 @@ import torch.nn.functional as F
 
 from deeplab import build_model, get_config
 from deeplab.engine.evaluate import predict_probabilities
-from deeplab.models.weights import CheckpointError, convert_reference_state_dict, load_backbone_weights, load_checkpoint
+from deeplab.models.weights import (
+    CheckpointError,
+    convert_reference_state_dict,
+    load_backbone_weights,
+    load_checkpoint,
+    load_fitting,
+)
 from tests.reference_ssseg import build_reference, reference_logits
 
 VARIANTS = [(50, 8), (50, 16), (101, 8), (101, 16)]
@@ -93,3 +99,19 @@ def test_evaluation_upsamples_once_from_stride_4_to_the_label_size_as_the_refere
         twice = F.interpolate(ours(image)["out"], label_size, mode="bilinear", align_corners=False)
     error_once, error_twice = (once - theirs).abs().max().item(), (twice - theirs).abs().max().item()
     assert error_once < 1e-6 and error_twice > 1e-4  # measured: 0 and 1.2e-3 (smooth random-weight logits)
+
+
+def test_a_reference_checkpoint_of_other_classes_fine_tunes_into_ours(tmp_path):
+    """Released checkpoints are sssegmentation's: ``model.init_from`` renames them, loads everything but the two
+    classifiers, and names those."""
+    path = tmp_path / "ade20k.pth"
+    reference = build_reference(50, 16, 150).state_dict()
+    torch.save({"model": reference}, path)
+    model = build_model(get_config("voc-r50-d16"))
+    report = load_fitting(model, path)
+    assert sorted(report.new) == ["aux_head.2.bias", "aux_head.2.weight", "decoder.classifier.bias",
+                                  "decoder.classifier.weight"]  # fmt: skip
+    assert report.new["decoder.classifier.weight"] == "(21, 512, 1, 1) vs (150, 512, 1, 1)"
+    converted = convert_reference_state_dict(reference)
+    assert all(torch.equal(model.state_dict()[key], converted[key]) for key in report.loaded)
+    assert len(report.loaded) == len(model.state_dict()) - 4
