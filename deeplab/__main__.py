@@ -1,6 +1,7 @@
 """Command line of the DeepLabV3+ course: ``python -m deeplab <command> --help``.
 
-Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict``, ``reproduce`` and ``compare-logs``.
+Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict``, ``reproduce``, ``compare-logs`` and
+``export``.
 The same ``train`` command runs on many GPUs and machines under ``torchrun``.
 """
 
@@ -66,11 +67,33 @@ def _compare_logs(args: argparse.Namespace) -> None:
     compare_logs_command(args.ours, args.reference, args.out)
 
 
+def _export(args: argparse.Namespace) -> None:
+    from deeplab.export import export_command
+
+    export_command(
+        args.checkpoint,
+        args.format,
+        args.out,
+        config_name=args.config,
+        released_root=args.released_root,
+        size=args.size,
+    )
+
+
 def _positive(text: str) -> int:
     """An integer >= 1, for argparse."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return int(text)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``H,W`` (or one number for a square) as two integers >= 1, for argparse."""
+    sides = text.split(",")
+    if len(sides) not in (1, 2) or not all(side.strip().isdigit() and int(side) >= 1 for side in sides):
+        raise argparse.ArgumentTypeError(f"expected H,W (two integers >= 1, e.g. 512,512), got {text!r}")
+    numbers = [int(side) for side in sides]
+    return numbers[0], numbers[-1]
 
 
 def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
@@ -181,6 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reference", type=Path, required=True, help="a released sssegmentation .log file")
     compare.add_argument("--out", type=Path, default=None, help="write log_comparison.{md,png} here")
     compare.set_defaults(run=_compare_logs)
+
+    from deeplab.models.export import FORMATS
+
+    export = commands.add_parser(
+        "export", help="an ONNX, TorchScript or ExportedProgram file of a checkpoint, checked against it"
+    )
+    export.add_argument(
+        "--config", default=None, help="config name, for sssegmentation's checkpoints and 'released' (else stored)"
+    )
+    _add_checkpoint(export)
+    export.add_argument("--format", required=True, choices=FORMATS, help="the file's format")
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the file to write (default: beside the checkpoint, <stem>.onnx, <stem>.torchscript.pt or <stem>.pt2)",
+    )
+    export.add_argument(
+        "--size", type=_size, default=None, help="H,W of the example traced and verified (default: the crop size)"
+    )
+    export.set_defaults(run=_export)
     return parser
 
 
