@@ -27,7 +27,8 @@ from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
 from deeplab.engine.evaluate import Inference, evaluate, inference_model, predict_probabilities
 from deeplab.engine.precision import autocast_dtype
-from deeplab.engine.train import FINAL_METRICS, LOG, atomic_write_json, read_log, set_gpu_numerics, train
+from deeplab.engine.runlog import FINAL_METRICS, LOG, atomic_write_json, read_log
+from deeplab.engine.train import set_gpu_numerics, train
 from deeplab.models import build_model
 from deeplab.models.weights import load_checkpoint, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deeplab import viz
 from deeplab.engine.logs import comparison_table, read_our_log, read_reference_log
-from deeplab.engine.train import LOG
+from deeplab.engine.runlog import LOG
 
 NOTE = (
     "Each value is a window mean: the reference's over the 50 iterations before its line and over all its GPUs, "

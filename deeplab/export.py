@@ -23,7 +23,8 @@ from torchvision.transforms.v2 import functional as F
 
 from deeplab.cli import Trained, load_trained
 from deeplab.data.transforms import MEAN, STD
-from deeplab.engine.train import atomic_write_json, set_gpu_numerics
+from deeplab.engine.runlog import atomic_write_json
+from deeplab.engine.train import set_gpu_numerics
 from deeplab.models.export import (
     DYNAMIC_AXES,
     FILE_SUFFIXES,

@@ -211,7 +211,7 @@ def evaluate_released(
     split) into ``out/name/released/metrics.json``; a config already evaluated there is skipped."""
     from deeplab.cli import evaluate_checkpoint, model_from_checkpoint
     from deeplab.engine.evaluate import Inference
-    from deeplab.engine.train import FINAL_METRICS, atomic_write_json
+    from deeplab.engine.runlog import FINAL_METRICS, atomic_write_json
     from deeplab.errors import USER_ERRORS
     from deeplab.released import RELEASED_NAME, resolve_checkpoint
 
@@ -247,7 +247,7 @@ def reproduce(
 
     Both files are rewritten (atomically) after each config, so an interrupted batch leaves a current table.
     """
-    from deeplab.engine.train import atomic_write_json, atomic_write_text
+    from deeplab.engine.runlog import atomic_write_json, atomic_write_text
 
     names = list(REPORTED) if names == ["all"] else names
     extra = [*(SMOKE_OVERRIDES if smoke else []), *(overrides or [])]

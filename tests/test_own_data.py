@@ -14,7 +14,7 @@ from torchvision.io import decode_image
 from deeplab import build_model, get_config
 from deeplab.__main__ import main
 from deeplab.data import flat_palette
-from deeplab.engine.train import read_log
+from deeplab.engine.runlog import read_log
 from deeplab.models.weights import save_checkpoint
 from tests.conftest import TINY
 

@@ -15,7 +15,8 @@ import torch
 from deeplab import get_config
 from deeplab.__main__ import main
 from deeplab.engine.distributed import Distributed
-from deeplab.engine.train import Trainer, read_log
+from deeplab.engine.runlog import read_log
+from deeplab.engine.train import Trainer
 from deeplab.models.backbone import resnet_backbone
 from deeplab.reproduce import REPORTED, SMOKE_OVERRIDES, Outcome, record_outcome, reproduce, results_table
 

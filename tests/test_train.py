@@ -20,7 +20,8 @@ from deeplab.data.datasets import DatasetError
 from deeplab.engine import train as engine
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.precision import PrecisionError
-from deeplab.engine.train import Trainer, TrainingError, poly_factor, read_log, segmentation_loss, segmentation_losses
+from deeplab.engine.runlog import read_log
+from deeplab.engine.train import Trainer, TrainingError, poly_factor, segmentation_loss, segmentation_losses
 from deeplab.models.weights import CheckpointError, load_fitting, save_checkpoint
 from tests.conftest import TINY
 

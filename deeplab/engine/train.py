@@ -42,6 +42,7 @@ from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import evaluate
 from deeplab.engine.precision import autocast_dtype, uses_channels_last
+from deeplab.engine.runlog import FINAL_METRICS, LOG, RunLog, atomic_write_json
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
 from deeplab.engine.tensorboard import TensorBoardLog
 from deeplab.engine.window import LossWindow
@@ -52,8 +53,6 @@ CHECKPOINT = "last.pth"
 BEST_CHECKPOINT = "best.pth"
 INIT_REPORT = "init_from.json"
 TENSORBOARD = "tb"
-LOG = "metrics.jsonl"
-FINAL_METRICS = "metrics.json"
 
 
 class TrainingError(RuntimeError):
@@ -501,61 +500,6 @@ def _backbone_start(config: Config) -> str:
     if weights is None:
         return f"{config.name}: the backbone starts from random weights (model.pretrained=none)"
     return f"{config.name}: the backbone starts from the ImageNet weights {weights}"
-
-
-class RunLog:
-    """Metrics as JSON lines, one record per line, appended as training goes."""
-
-    def __init__(
-        self, path: Path, *, enabled: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None
-    ) -> None:
-        self.path, self.enabled, self.on_record = path, enabled, on_record
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            record = jsonable(record)
-            with self.path.open("a") as file:
-                file.write(json.dumps(record, allow_nan=False) + "\n")
-            if self.on_record:
-                self.on_record(record)
-
-    def clear(self) -> None:
-        if self.enabled:
-            self.path.unlink(missing_ok=True)
-
-    def truncate_after(self, iteration: int) -> None:
-        """Drop records written after ``iteration`` (by a run that crashed before its next checkpoint)."""
-        if self.enabled and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["iter"] <= iteration]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with tensors as lists and NaN (the IoU of a class absent from data and prediction) as ``None``."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as strict JSON (see ``jsonable``) atomically."""
-    atomic_write_text(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
