@@ -496,7 +496,9 @@ def _log_line(record: dict[str, Any], total_steps: int) -> str:
 
 def _backbone_start(config: Config) -> str:
     """What the backbone starts from, as the run log says it."""
-    weights = config.model.backbone_weights
+    weights, init = config.model.backbone_weights, config.model.init_checkpoint
+    if init is not None:
+        return f"{config.name}: the model starts from what fits of model.init_from={init} (the next line says what)"
     if weights is None:
         return f"{config.name}: the backbone starts from random weights (model.pretrained=none)"
     return f"{config.name}: the backbone starts from the ImageNet weights {weights}"
