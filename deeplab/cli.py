@@ -22,7 +22,7 @@ from deeplab.config import (
     with_dataset_classes,
 )
 from deeplab.data import DatasetInfo, build_dataset, dataset_info
-from deeplab.data.datasets import DatasetNotFoundError, read_image
+from deeplab.data.datasets import IMAGE_SUFFIXES, DatasetNotFoundError, read_image
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
 from deeplab.engine.evaluate import Inference, evaluate, inference_model, predict_probabilities
@@ -175,15 +175,16 @@ def evaluate_checkpoint(
 def inference_from_args(args: argparse.Namespace, crop_size: tuple[int, int] | None) -> Inference:
     """The ``Inference`` of ``--multi-scale``, ``--flip``, ``--slide`` (windows of ``crop_size``, 2/3 overlap; with
     ``crop_size=None`` the caller sets the window), ``--plain`` and ``--amp``."""
-    slide = args.slide and crop_size is not None
-    return Inference(
-        scales=MULTI_SCALES if args.multi_scale else (1.0,),
-        flip=args.flip,
-        window=crop_size if slide else None,
-        stride=tuple(size * 2 // 3 for size in crop_size) if slide else None,
-        fast=not args.plain,
-        amp=args.amp,
+    inference = Inference(
+        scales=MULTI_SCALES if args.multi_scale else (1.0,), flip=args.flip, fast=not args.plain, amp=args.amp
     )
+    return sliding(inference, crop_size) if args.slide and crop_size is not None else inference
+
+
+def sliding(inference: Inference, crop_size: tuple[int, int]) -> Inference:
+    """``inference`` over windows of ``crop_size`` ``(H, W)`` that overlap by a third (stride 2/3 of the window)."""
+    stride = (crop_size[0] * 2 // 3, crop_size[1] * 2 // 3)
+    return dataclasses.replace(inference, window=crop_size, stride=stride)
 
 
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,9 +209,6 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
             atomic_write_json(args.out / FINAL_METRICS, metrics)
             save_plots(args.out, metrics, class_names)
     return metrics
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def image_files(inputs: list[Path]) -> list[tuple[Path, Path]]:
@@ -267,8 +265,7 @@ def predict_command(
     trained = load_trained(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
     data = trained.config.data
     if slide:
-        stride = (data.crop_size[0] * 2 // 3, data.crop_size[1] * 2 // 3)
-        inference = dataclasses.replace(inference, window=data.crop_size, stride=stride)
+        inference = sliding(inference, data.crop_size)
     network = inference_model(trained.model.to(where), inference, inplace=True)
     palette, transform = trained.classes.palette, eval_transforms(scale=data.scale)
     written = []

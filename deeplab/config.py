@@ -43,18 +43,23 @@ class ModelConfig:
     @property
     def backbone_weights(self) -> str | None:
         """``pretrained``, or ``None`` to train from scratch ("none"; "" in configs saved before "none" existed)."""
-        return None if self.pretrained.strip().lower() in ("", "none") else self.pretrained
+        return _unless_none(self.pretrained)
 
     @property
     def init_checkpoint(self) -> str | None:
         """``init_from``, or ``None`` when the model starts from ``pretrained`` alone ("none")."""
-        return None if self.init_from.strip().lower() in ("", "none") else self.init_from
+        return _unless_none(self.init_from)
 
     @property
     def backbone_weights_file(self) -> str | None:
         """``pretrained`` when it names a file (not a torchvision weight enum such as ``ResNet50_Weights.V2``)."""
         weights = self.backbone_weights
         return weights if weights is not None and "_Weights." not in weights else None
+
+
+def _unless_none(value: str) -> str | None:
+    """``value``, or ``None`` where it says "none" (in any case; "" too)."""
+    return None if value.strip().lower() in ("", "none") else value
 
 
 @dataclass
