@@ -1,5 +1,11 @@
-"""pyproject.toml and environment.yml install the same packages."""
+"""The install: environment.yml installs what pyproject.toml declares, and the runtime dependencies (``make setup``,
+without the dev extra) cover everything the package, the data scripts and the notebooks import."""
 
+import ast
+import json
+import re
+import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 try:
@@ -8,6 +14,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def environment_pip_packages() -> set[str]:
@@ -21,7 +28,43 @@ def environment_pip_packages() -> set[str]:
     return packages - {"--editable ."}
 
 
-def test_environment_yml_pins_what_pyproject_declares():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
-    assert environment_pip_packages() == declared
+def test_environment_yml_pins_the_runtime_dependencies():
+    assert environment_pip_packages() == set(PROJECT["dependencies"])
+
+
+def distribution_name(requirement: str) -> str:
+    """``"torch==2.14.1"`` -> ``"torch"``, normalised as PyPI does."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group()).lower()
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level names that ``source`` imports absolutely (``import a.b``, ``from a import b``: ``a``)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+def notebook_code(path: Path) -> str:
+    """A notebook's code cells without their IPython magics and shell lines."""
+    cells = json.loads(path.read_text())["cells"]
+    lines = [line for cell in cells if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
+def test_the_runtime_dependencies_cover_every_import_of_the_course_and_package():
+    sources = {path: path.read_text() for path in [*ROOT.glob("deeplab/**/*.py"), *ROOT.glob("data_scripts/*.py")]}
+    sources |= {path: notebook_code(path) for path in (ROOT / "notebooks").glob("*.ipynb")}
+    first_party = {"deeplab", "data_scripts"} | {path.stem for path in (ROOT / "data_scripts").glob("*.py")}
+    declared = {distribution_name(requirement) for requirement in PROJECT["dependencies"]}
+    providers = packages_distributions()
+    missing = {
+        f"{module} ({path.relative_to(ROOT)})"
+        for path, source in sources.items()
+        for module in imported_modules(source) - first_party - set(sys.stdlib_module_names)
+        if not {distribution_name(name) for name in providers.get(module, [module])} & declared
+    }
+    assert not missing, f"imported but not in [project].dependencies: {sorted(missing)}"
