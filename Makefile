@@ -3,22 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup demo test lint format lab reproduce bench clean
+.PHONY: setup dev demo test lint format lab student reproduce bench clean
 
-setup: $(STAMP)  ## create .venv and install the package with its dev extra
+setup: $(STAMP)  ## create .venv with the package and what the course and the commands need (no test tools)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+dev: $(DEV_STAMP)  ## add the dev extra: pytest, nbval, ruff, and the reference toolbox and peers tests compare with
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
 
 demo: setup  ## make the toy dataset, train a toy DeepLabV3+ on the CPU (~10 min on 2 cores), print its per-class IoU
 	$(BIN)/python data_scripts/make_toy.py --root data
 	$(BIN)/python -m deeplab train --config toy-r50-d16 --data-root data --out runs/demo
 
-lint: setup  ## ruff lint and format check (notebooks included)
+lint: dev  ## ruff lint and format check (notebooks included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -28,6 +35,9 @@ test: lint  ## the whole suite
 lab: setup  ## start JupyterLab on the course notebooks (with the environment on PATH, for %tensorboard)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks
 
+student: setup  ## student copies of the notebooks in student/: solutions out, outputs cleared, stubs to fill in
+	$(BIN)/python -m deeplab.student --notebooks notebooks --out student
+
 reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=dir [CONFIGS=a,b] for real runs
 	$(if $(DATA),,$(BIN)/python data_scripts/make_toy.py --root data)
 	$(BIN)/python -m deeplab reproduce --configs $(or $(CONFIGS),all) --data-root $(or $(DATA),data) \
@@ -35,10 +45,10 @@ reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=d
 
 # `python -m benchmarks` runs `models` (train step and eval forward, ours against peer implementations), then
 # `evaluation` (`python -m deeplab evaluate` end to end against the reference's forward): ~25 min on 2 CPU cores.
-bench: setup  ## model speed and memory against peers, then end-to-end evaluation; writes benchmarks/results/*.md
+bench: dev  ## model speed and memory against peers, then end-to-end evaluation; writes benchmarks/results/*.md
 	$(BIN)/python -m benchmarks
 
-format: setup  ## apply ruff's formatting and safe fixes
+format: dev  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
