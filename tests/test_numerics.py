@@ -9,7 +9,7 @@ from deeplab import get_config
 from deeplab.engine.allocator import SWITCH, keep_freed_memory
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import Inference, inference_model
-from deeplab.engine.precision import PrecisionError, autocast_dtype, uses_channels_last
+from deeplab.engine.precision import PrecisionError, amp_for_device, autocast_dtype, uses_channels_last
 from deeplab.engine.train import Trainer
 from tests.conftest import TINY
 
@@ -24,6 +24,18 @@ def test_autocast_dtypes_by_name_and_fp16_only_on_gpus():
         autocast_dtype("fp16", CPU, option="--amp")
     with pytest.raises(PrecisionError, match="train.amp='fp8' is not one of none, bf16, fp16"):
         autocast_dtype("fp8", CPU, option="train.amp")
+
+
+@pytest.mark.parametrize(("capability", "amp"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_bf16_where_the_gpu_computes_in_it_and_fp16_on_older_gpus(monkeypatch, capability, amp):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    assert amp_for_device("cuda") == amp and amp_for_device("cpu") == "bf16"
+    if amp == "fp16":  # a T4: bf16 would be emulated, so it is refused in one line that names the fix
+        with pytest.raises(PrecisionError, match=r"^train.amp=bf16 is emulated on this GPU \(Tesla T4\), slowly: use"):
+            autocast_dtype("bf16", CUDA, option="train.amp")
+    else:
+        assert autocast_dtype("bf16", CUDA, option="train.amp") is torch.bfloat16
 
 
 def test_channels_last_on_cpus_and_under_autocast_on_gpus():

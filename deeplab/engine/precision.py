@@ -19,7 +19,22 @@ def autocast_dtype(amp: str, device: torch.device, *, option: str) -> torch.dtyp
         raise PrecisionError(f"{option}={amp!r} is not one of {', '.join(AMP_DTYPES)}")
     if amp == "fp16" and device.type != "cuda":
         raise PrecisionError(f"{option}=fp16 needs a GPU: use {option}=bf16 on the CPU")
+    if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
+        name = torch.cuda.get_device_name(device)
+        raise PrecisionError(f"{option}=bf16 is emulated on this GPU ({name}), slowly: use {option}=fp16")
     return AMP_DTYPES[amp]
+
+
+def amp_for_device(device: torch.device | str) -> str:
+    """The ``amp`` setting that runs fastest on ``device``: bf16 on the CPU and on GPUs with bf16 arithmetic
+    (Ampere and later), fp16 on older GPUs such as Colab's T4 (with a gradient scaler when training)."""
+    device = torch.device(device)
+    return "fp16" if device.type == "cuda" and not _native_bf16(device) else "bf16"
+
+
+def _native_bf16(device: torch.device) -> bool:
+    """Whether the GPU ``device`` computes in bf16 itself (compute capability 8.0 or higher) rather than emulating."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def uses_channels_last(wanted: bool, device: torch.device, amp: str) -> bool:
