@@ -25,6 +25,7 @@ from deeplab.engine.logs import LOSS_FIELDS, LogRecord, common_range
 
 IGNORE_INDEX = 255
 Color = tuple[int, int, int]
+IGNORE_COLOR: Color = (224, 224, 192)  # unlabelled pixels in cream, as VOC's palette draws 255: no class's colour
 Palette = Sequence[Color] | torch.Tensor  # K colours, or a (K, 3) uint8 tensor
 
 
@@ -33,10 +34,10 @@ class MaskError(ValueError):
 
 
 def colorize_mask(
-    mask: torch.Tensor, palette: Palette, *, ignore_index: int = IGNORE_INDEX, ignore_color: Color = (0, 0, 0)
+    mask: torch.Tensor, palette: Palette, *, ignore_index: int = IGNORE_INDEX, ignore_color: Color = IGNORE_COLOR
 ) -> torch.Tensor:
     """The ``(3, H, W)`` uint8 RGB picture of a ``(H, W)`` class mask: class ``k`` in ``palette[k]``, ignored
-    pixels in ``ignore_color`` (black by default)."""
+    pixels in ``ignore_color`` (cream by default, so that they never look like the black background)."""
     mask = _checked_mask(mask, len(palette), ignore_index)
     table = torch.cat([_palette_tensor(palette), torch.tensor([ignore_color], dtype=torch.uint8)])  # (K + 1, 3)
     index = torch.where(mask == ignore_index, len(palette), mask)
@@ -85,15 +86,25 @@ def plot_training_curves(log: Sequence[Mapping[str, Any]] | str | Path) -> Figur
     ``log`` is a list of records or the path of a JSON-lines file of them (a run's ``metrics.jsonl``): training
     records look like ``{"iter": 100, "loss": 0.8, "loss_cls": 0.6, "loss_aux": 0.2, "lr": 0.009}``, each loss the
     mean over the iterations since the previous record (older logs have only ``loss``), evaluation records like
-    ``{"iter": 1000, "miou": 0.61}`` (mIoU as a fraction, drawn in %). The loss panel draws the total and, when the
-    log has them, its two parts: the decoder's cross-entropy and the auxiliary head's, weighted.
+    ``{"iter": 1000, "miou": 0.61}`` (mIoU as a fraction, drawn in %, each point labelled with its value). The loss
+    panel draws the total and, when the log has them, its two parts: the decoder's cross-entropy and the auxiliary
+    head's, weighted; with more than 20 records each is drawn faintly as logged and boldly as the mean of a window
+    of about a tenth of the records, so that the trend shows through the noise of small batches.
     """
     records = _read_records(log) if isinstance(log, str | Path) else list(log)
     figure = Figure(figsize=(13, 3.5), layout="constrained")
     loss, lr, miou = figure.subplots(1, 3)
-    _plot_keys(loss, records, {"loss": "total", "loss_cls": "loss_cls (decoder)", "loss_aux": "loss_aux (0.4 x aux)"})
+    window = len([record for record in records if "loss" in record]) // 10 if len(records) > 20 else 1
+    _plot_keys(
+        loss,
+        records,
+        {"loss": "total", "loss_cls": "loss_cls (decoder)", "loss_aux": "loss_aux (0.4 x aux)"},
+        window=window,
+    )
     _plot_keys(lr, records, {"lr": "learning rate"})
     _plot_keys(miou, records, {"miou": "mIoU"}, scale=100, marker="o")
+    for x, y in zip(*(miou.lines[0].get_data() if miou.lines else ((), ())), strict=True):
+        miou.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     for axes, title in zip(figure.axes, ("training loss", "learning rate", "validation mIoU (%)"), strict=True):
         axes.set(title=title, xlabel="iteration")
         axes.grid(alpha=0.3)
@@ -107,18 +118,31 @@ def _plot_keys(
     *,
     scale: float = 1,
     marker: str | None = None,
+    window: int = 1,
 ) -> None:
-    """One line per key of ``labels`` that some record holds, against ``"iter"``; a note if none does."""
+    """One line per key of ``labels`` that some record holds, against ``"iter"``; a note if none does. With
+    ``window > 1`` each key is a faint line of its values and a bold one of their trailing mean over ``window``."""
     for key, label in labels.items():
         points = [(record["iter"], scale * record[key]) for record in records if record.get(key) is not None]
-        if points:
-            iterations, values = zip(*points, strict=True)
+        if not points:
+            continue
+        iterations, values = zip(*points, strict=True)
+        if window <= 1:
             axes.plot(iterations, values, marker=marker, label=label)
+            continue
+        (faint,) = axes.plot(iterations, values, alpha=0.3, linewidth=1, label=f"_{label}, as logged")
+        means = _trailing_means(values, window)
+        axes.plot(iterations, means, color=faint.get_color(), linewidth=2, label=f"{label}, mean of {window}")
     if not axes.lines:
         first = next(iter(labels))
         axes.text(0.5, 0.5, f"no '{first}' records yet", ha="center", va="center", transform=axes.transAxes)
-    elif len(axes.lines) > 1:
+    elif len(axes.get_legend_handles_labels()[1]) > 1:
         axes.legend()
+
+
+def _trailing_means(values: Sequence[float], window: int) -> list[float]:
+    """The mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    return [math.fsum(values[max(0, i + 1 - window) : i + 1]) / min(i + 1, window) for i in range(len(values))]
 
 
 def plot_log_comparison(

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as F
 from deeplab.config import ConfigError, get_config
 from deeplab.data import build_dataset, eval_transforms
 from deeplab.engine.evaluate import predict_probabilities
-from deeplab.engine.tensorboard import IGNORE_COLOR, TensorBoardLog
+from deeplab.engine.tensorboard import TensorBoardLog
 from deeplab.models import build_model
 from deeplab.viz import colorize_mask
 from tests.conftest import randomize_batchnorm
@@ -102,7 +102,7 @@ def test_pictures_show_image_truth_and_eval_prediction(written, val_set, toy_roo
         torch.testing.assert_close(panels[0], resized, atol=0, rtol=0)
         truth = F.resize(tv_tensors.Mask(raw[index]["mask"][None]), [height, width])[0]
         assert (truth == 255).any(), "the toy masks have unlabelled borders"
-        torch.testing.assert_close(panels[1], colorize_mask(truth, val_set.palette, ignore_color=IGNORE_COLOR))
+        torch.testing.assert_close(panels[1], colorize_mask(truth, val_set.palette))
         prediction = predict_probabilities(model, image[None], (height, width)).argmax(dim=1)[0]  # eval mode
         torch.testing.assert_close(panels[2], colorize_mask(prediction, val_set.palette))
 

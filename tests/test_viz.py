@@ -26,8 +26,9 @@ def test_colorize_mask_paints_each_class_in_its_colour():
     assert pixels == [[[0, 0, 0], [128, 0, 0], [0, 128, 0]], [[224, 224, 192], [0, 128, 0], [128, 0, 0]]]
 
 
-def test_colorize_mask_paints_ignored_pixels_black_by_default():
-    assert viz.colorize_mask(MASK, torch.tensor(PALETTE, dtype=torch.uint8))[:, 1, 0].tolist() == [0, 0, 0]
+def test_colorize_mask_paints_ignored_pixels_cream_by_default_never_black_like_the_background():
+    picture = viz.colorize_mask(MASK, torch.tensor(PALETTE, dtype=torch.uint8))
+    assert picture[:, 1, 0].tolist() == list(viz.IGNORE_COLOR) != picture[:, 0, 0].tolist() == [0, 0, 0]
 
 
 def test_colorize_mask_refuses_classes_without_a_colour():
@@ -73,6 +74,17 @@ def test_training_curves_from_a_json_lines_file(tmp_path):
     assert loss.lines[0].get_xdata().tolist() == [10, 20, 30]
     assert lr.lines[0].get_ydata().tolist() == [0.01, 0.009, 0.008]
     assert miou.lines[0].get_ydata().tolist() == [25.0, 40.0]
+
+
+def test_long_logs_draw_each_loss_as_logged_and_as_a_window_mean():
+    records = [{"iter": 10 * i, "loss": float(i % 2), "lr": 0.01} for i in range(1, 31)]  # 0, 1, 0, ... noisy
+    records.append({"iter": 300, "miou": 0.5})
+    figure = viz.plot_training_curves(records)
+    loss, _, miou = figure.axes
+    faint, mean = loss.lines
+    assert faint.get_alpha() == 0.3 and faint.get_ydata().tolist()[:3] == [1.0, 0.0, 1.0]
+    assert mean.get_label() == "total, mean of 3" and mean.get_ydata().tolist()[:4] == [1.0, 0.5, 2 / 3, 1 / 3]
+    assert [text.get_text() for text in miou.texts] == ["50.0"]  # each evaluation labelled with its value
 
 
 def test_training_curves_before_the_first_evaluation():

@@ -28,13 +28,12 @@ from torchvision.utils import make_grid
 from deeplab.config import ConfigError
 from deeplab.data.transforms import MEAN, STD
 from deeplab.engine.evaluate import predict_probabilities
-from deeplab.viz import IGNORE_INDEX, Color, Palette, colorize_mask
+from deeplab.viz import IGNORE_INDEX, Palette, colorize_mask
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
 TRAIN_SCALARS = ("loss", "loss_cls", "loss_aux", "lr", "seconds_per_iter", "max_memory_mb")
-IGNORE_COLOR: Color = (192, 192, 192)  # light grey: the unlabelled pixels of the ground truth
 PADDING = 2  # white pixels around and between the three panels of a picture
 EVENT_FILES = "events.out.tfevents.*"
 
@@ -102,13 +101,13 @@ class TensorBoardLog:
 
     def comparison(self, image: torch.Tensor, mask: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
         """The normalized ``image (3, h, w)``, its ground truth ``mask (H, W)`` (resized to ``(h, w)``, nearest;
-        unlabelled pixels light grey) and ``prediction (h, w)`` coloured, side by side on white: a
+        unlabelled pixels cream) and ``prediction (h, w)`` coloured, side by side on white: a
         ``(3, h + 4, 3 w + 8)`` uint8 picture."""
         size = list(image.shape[-2:])
         truth = F.resize(tv_tensors.Mask(mask[None]), size, interpolation=F.InterpolationMode.NEAREST)[0]
         panels = [
             displayable(image),
-            colorize_mask(truth, self.palette, ignore_index=self.ignore_index, ignore_color=IGNORE_COLOR),
+            colorize_mask(truth, self.palette, ignore_index=self.ignore_index),
             colorize_mask(prediction, self.palette),
         ]
         return make_grid(panels, nrow=len(panels), padding=PADDING, pad_value=255)
