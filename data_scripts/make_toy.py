@@ -6,8 +6,9 @@ scale, angle and shade, with pixel noise) but no colour of its own: object colou
 has to read pattern and outline, not hue. Objects vary in size and position, stand roughly upright (tilted up to 15
 degrees, like photographed things), overlap (later ones on top, each earlier one keeping at least 85 % of its area
 in view) and sit on a nearly grey background with a faint texture of any kind, shading and clutter (thin lines and
-small dots) that belongs to the background. Like VOC's masks, a 1-pixel ignore (255) outline runs along the inside
-of every object's visible boundary. Images are between 64 x 64 and 320 x 320 pixels.
+small dots) that belongs to the background. A 1-pixel ignore (255) outline runs along the inside of every object's
+visible boundary, a thinner version of VOC's void band (a few pixels wide, drawn over the boundary). Images are
+between 64 x 64 and 320 x 320 pixels.
 
     python data_scripts/make_toy.py --root data [--seed 0 --train 400 --val 100] [--layout voc|folder]
 
