@@ -95,7 +95,7 @@ def run_config(
     try:
         with open(folder / "notebook.log", "a") as log:  # a resumed run keeps the earlier sessions' log
             papermill.execute_notebook(
-                TRAINING_NOTEBOOK,
+                _lesson_copy(folder),
                 folder / "07_training.ipynb",
                 parameters=parameters,
                 cwd=TRAINING_NOTEBOOK.parent,
@@ -109,6 +109,17 @@ def run_config(
         last_line = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         return Outcome(name, "failed", seconds=time.perf_counter() - start, error=last_line)
     return Outcome(name, "done", json.loads(metrics_file.read_text()), time.perf_counter() - start)
+
+
+def _lesson_copy(folder: Path) -> Path:
+    """The training notebook without its exercise solutions (they train toy models of their own), in ``folder``."""
+    import nbformat
+
+    from deeplab.student import without_solutions
+
+    path = folder / "07_training.lesson.ipynb"
+    nbformat.write(without_solutions(nbformat.read(TRAINING_NOTEBOOK, as_version=4)), path)
+    return path
 
 
 def _changed_settings(config_file: Path, name: str, overrides: list[str]) -> str:

@@ -56,10 +56,16 @@ def stub_source(source: str, where: str = "the cell") -> str:
     return "\n".join(kept)
 
 
+def without_solutions(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``notebook`` without its cells tagged ``solution``: the lesson alone, as papermill runs it."""
+    lesson = copy.deepcopy(notebook)
+    lesson.cells = [cell for cell in lesson.cells if SOLUTION_TAG not in cell.metadata.get("tags", [])]
+    return lesson
+
+
 def student_notebook(notebook: nbformat.NotebookNode, name: str = "the notebook") -> nbformat.NotebookNode:
     """A copy of ``notebook`` for students: solution cells left out, solutions stubbed, outputs cleared."""
-    student = copy.deepcopy(notebook)
-    student.cells = [cell for cell in student.cells if SOLUTION_TAG not in cell.metadata.get("tags", [])]
+    student = without_solutions(notebook)
     for index, cell in enumerate(student.cells):
         if cell.cell_type == "code":
             cell.source = stub_source(cell.source, f"{name}, cell {index}")

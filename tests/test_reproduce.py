@@ -90,6 +90,8 @@ def test_each_config_folder_holds_the_executed_notebook_its_log_and_metrics(batc
     for name in DONE:
         folder = batch.out / name
         assert f'config_name = "{name}"' in injected_parameters(folder / "07_training.ipynb")
+        cells = json.loads((folder / "07_training.ipynb").read_text())["cells"]
+        assert not [cell for cell in cells if "solution" in cell["metadata"].get("tags", [])]  # the lesson alone
         assert f"{name}: 100%" in (folder / "notebook.log").read_text()  # the progress bar, at 2/2
         assert not (folder / "error.txt").exists()
         metrics = json.loads((folder / "run" / "metrics.json").read_text())
