@@ -1,12 +1,18 @@
-"""Where the course notebooks find the repository's folders (``data/``, ``runs/``, ``data_scripts/``,
-``weights/``), wherever JupyterLab, papermill or a Colab runtime was started."""
+"""What the course notebooks share: where the repository's folders are (``data/``, ``runs/``, ``data_scripts/``,
+``weights/``) wherever JupyterLab, papermill or a Colab runtime was started, and whether a run folder already holds
+the finished run a notebook would train."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import deeplab
+from deeplab.config import Config, config_differences
+from deeplab.engine.runlog import FINAL_METRICS
 
 MARKERS = ("notebooks", "data_scripts", "pyproject.toml")  # what a folder must hold to be the course's repository
 
@@ -30,9 +36,19 @@ def repository(start: str | os.PathLike | None = None) -> Path:
     )
 
 
-def go_to_repository(start: str | os.PathLike | None = None) -> Path:
-    """Make the repository's root the working directory, so that the notebooks' relative paths (``data``,
-    ``runs/course/...``) mean the same folders from wherever the kernel started; returns the root."""
-    root = repository(start)
-    os.chdir(root)
-    return root
+def go_to_repository(start: str | os.PathLike | None = None) -> None:
+    """Make the repository's root (:func:`repository`) the working directory, so that the notebooks' relative paths
+    (``data``, ``runs/course/...``) mean the same folders from wherever the kernel started."""
+    os.chdir(repository(start))
+
+
+def finished_run(run_dir: str | os.PathLike, config: Config) -> dict[str, Any] | None:
+    """The final metrics of the run in ``run_dir`` when it is a finished run of exactly ``config`` (its
+    ``metrics.json`` written at the end, its ``config.json`` equal to ``config``), else ``None``: a notebook then
+    trains it. Notebooks 00, 07, 08 and 10 share the course's toy run this way, so it is trained once."""
+    metrics, saved = Path(run_dir, FINAL_METRICS), Path(run_dir, "config.json")
+    if not (metrics.is_file() and saved.is_file()):
+        return None
+    if config_differences(json.loads(saved.read_text()), dataclasses.asdict(config)):
+        return None
+    return json.loads(metrics.read_text())
