@@ -156,9 +156,9 @@ def _toy_config(depth: int, output_stride: int) -> Config:
             lr=1e-3,
             weight_decay=1e-4,
             amp="bf16",
-            eval_every_epochs=8,
-            checkpoint_every=100,
-            log_every=20,
+            eval_every_epochs=4,
+            checkpoint_every=200,
+            log_every=10,
         ),
     )
 
