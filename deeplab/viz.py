@@ -60,6 +60,28 @@ def overlay(
     return draw_segmentation_masks(image.cpu(), masks, alpha=alpha, colors=[tuple(color) for color in colors])
 
 
+def error_overlay(
+    image: torch.Tensor,
+    prediction: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    color: Color = (255, 0, 0),
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """``image (3, H, W)`` uint8 in grey with the wrong pixels (labelled in ``mask (H, W)`` and predicted as another
+    class in ``prediction (H, W)``) in ``color``: the errors stand out whatever the objects' own colours. Unlabelled
+    pixels are never wrong. Returns ``(3, H, W)`` uint8."""
+    if image.ndim != 3 or image.shape[0] != 3 or image.shape[-2:] != mask.shape or prediction.shape != mask.shape:
+        raise MaskError(
+            f"image {tuple(image.shape)} must be (3, H, W), prediction {tuple(prediction.shape)} and mask "
+            f"{tuple(mask.shape)} (H, W), all of the same H and W"
+        )
+    grey = to_dtype(image.cpu(), torch.float32, scale=True).mean(0, keepdim=True).expand(3, -1, -1)
+    wrong = (prediction.cpu() != mask.cpu()) & (mask.cpu() != ignore_index)  # (H, W)
+    picture = torch.where(wrong, torch.tensor(color, dtype=torch.float32)[:, None, None] / 255, grey)
+    return to_dtype(picture, torch.uint8, scale=True)
+
+
 def _palette_tensor(palette: Palette) -> torch.Tensor:
     colors = torch.as_tensor(palette, dtype=torch.uint8)
     if colors.ndim != 2 or colors.shape[1] != 3:
@@ -105,6 +127,7 @@ def plot_training_curves(log: Sequence[Mapping[str, Any]] | str | Path) -> Figur
     _plot_keys(miou, records, {"miou": "mIoU"}, scale=100, marker="o")
     for x, y in zip(*(miou.lines[0].get_data() if miou.lines else ((), ())), strict=True):
         miou.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    miou.margins(y=0.15)  # room for the labels
     for axes, title in zip(figure.axes, ("training loss", "learning rate", "validation mIoU (%)"), strict=True):
         axes.set(title=title, xlabel="iteration")
         axes.grid(alpha=0.3)

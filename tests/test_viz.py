@@ -37,6 +37,16 @@ def test_colorize_mask_refuses_classes_without_a_colour():
     assert "\n" not in str(error.value)
 
 
+def test_error_overlay_greys_the_image_and_paints_only_labelled_wrong_pixels():
+    image = torch.tensor([[[200, 200, 200]], [[0, 0, 0]], [[100, 100, 100]]], dtype=torch.uint8)  # (3, 1, 3)
+    mask, prediction = torch.tensor([[1, 1, 255]]), torch.tensor([[1, 2, 2]])
+    picture = viz.error_overlay(image, prediction, mask)
+    assert picture[:, 0, 1].tolist() == [255, 0, 0]  # wrong
+    assert picture[:, 0, 0].tolist() == picture[:, 0, 2].tolist() == [100, 100, 100]  # right, unlabelled: grey
+    with pytest.raises(viz.MaskError, match="all of the same H and W"):
+        viz.error_overlay(image, prediction[:, :2], mask)
+
+
 def test_overlay_blends_class_colours_and_leaves_ignored_pixels():
     image = torch.full((3, 2, 3), 100, dtype=torch.uint8)
     blended = viz.overlay(image, MASK, PALETTE, alpha=0.5)
