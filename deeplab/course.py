@@ -1,6 +1,6 @@
 """What the course notebooks share: where the repository's folders are (``data/``, ``runs/``, ``data_scripts/``,
-``weights/``) wherever JupyterLab, papermill or a Colab runtime was started, and whether a run folder already holds
-the finished run a notebook would train."""
+``weights/``) wherever JupyterLab, papermill or a Colab runtime was started, whether a run folder already holds
+the finished run a notebook would train, the sample photographs, and the reference's released model."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import deeplab
+from deeplab.cli import Trained, load_trained
 from deeplab.config import Config, config_differences
 from deeplab.engine.runlog import FINAL_METRICS
+from deeplab.models.weights import CheckpointError
+from deeplab.models.zoo import RELEASED
+from deeplab.released import RELEASED_NAME, resolve_checkpoint
 
 MARKERS = ("notebooks", "data_scripts", "pyproject.toml")  # what a folder must hold to be the course's repository
 
@@ -52,3 +58,50 @@ def finished_run(run_dir: str | os.PathLike, config: Config) -> dict[str, Any] |
     if config_differences(json.loads(saved.read_text()), dataclasses.asdict(config)):
         return None
     return json.loads(metrics.read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+    """A photograph that ships with scikit-image (``skimage.data.<name>()``), and who took it under what licence."""
+
+    name: str
+    caption: str
+    credit: str
+
+
+PHOTOS = (
+    Photo("astronaut", "the astronaut Eileen Collins", "NASA, public domain"),
+    Photo("chelsea", "Chelsea the cat", "Stéfan van der Walt, CC0"),
+    Photo("coffee", "a cup of coffee", "Rachel Michetti, CC0"),
+)  # each in the scikit-image wheel itself: nothing to download
+
+
+def photo(name: str) -> torch.Tensor:
+    """The scikit-image sample photograph ``name`` (one of :data:`PHOTOS`) as a ``(3, H, W)`` uint8 RGB tensor."""
+    import skimage.data  # imported here: only the photo cells need scikit-image
+
+    if name not in {known.name for known in PHOTOS}:
+        raise ValueError(f"no course photo {name!r}: choose one of {', '.join(known.name for known in PHOTOS)}")
+    return torch.from_numpy(getattr(skimage.data, name)().copy()).permute(2, 0, 1).contiguous()
+
+
+def how_to_get_released(config_name: str, root: str | os.PathLike) -> str:
+    """The one line that says where the released weights of ``config_name`` come from and how to get them."""
+    file = RELEASED[config_name].checkpoint
+    return (
+        f"skipped: the released {config_name} weights ({file}) are not in {root} and could not be downloaded: with "
+        f"internet, run the notebook again (it downloads them), or python data_scripts/checkpoints.py --root {root} "
+        f"--configs {config_name}"
+    )
+
+
+def released_model(config_name: str, root: str | os.PathLike) -> Trained | None:
+    """The reference's released model of ``config_name``, downloaded into ``root`` and verified on first use
+    (:func:`deeplab.released.resolve_checkpoint`, without its progress lines), on the CPU in eval mode; ``None``,
+    after printing :func:`how_to_get_released`'s line, when it can't be had (offline, or the download failed)."""
+    try:
+        path = resolve_checkpoint(RELEASED_NAME, config_name, Path(root), quiet=True)
+    except CheckpointError:
+        print(how_to_get_released(config_name, root))
+        return None
+    return load_trained(path, config_name, [])
