@@ -1,6 +1,6 @@
 """The boundary band ("trimap") of a label map: the pixels near an object boundary, where the decoder matters.
 
-DeepLab v1 (Chen et al., ICLR 2015, Sec. 5) and DeepLabV3+ (Sec. 4.3, Fig. 5) score a model on these pixels alone,
+DeepLab v1 (Chen et al., ICLR 2015) and DeepLabV3+ (Sec. 4.4, Fig. 5) score a model on these pixels alone,
 as a function of the band's width, to show how much of an improvement happens at the boundaries.
 """
 
