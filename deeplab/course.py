@@ -8,17 +8,19 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import deeplab
-from deeplab.cli import Trained, load_trained
 from deeplab.config import Config, config_differences
 from deeplab.engine.runlog import FINAL_METRICS
 from deeplab.models.weights import CheckpointError
 from deeplab.models.zoo import RELEASED
 from deeplab.released import RELEASED_NAME, resolve_checkpoint
+
+if TYPE_CHECKING:  # deeplab.cli imports tqdm, which warns in a notebook without ipywidgets: imported where used
+    from deeplab.cli import Trained
 
 MARKERS = ("notebooks", "data_scripts", "pyproject.toml")  # what a folder must hold to be the course's repository
 
@@ -99,6 +101,8 @@ def released_model(config_name: str, root: str | os.PathLike) -> Trained | None:
     """The reference's released model of ``config_name``, downloaded into ``root`` and verified on first use
     (:func:`deeplab.released.resolve_checkpoint`, without its progress lines), on the CPU in eval mode; ``None``,
     after printing :func:`how_to_get_released`'s line, when it can't be had (offline, or the download failed)."""
+    from deeplab.cli import load_trained
+
     try:
         path = resolve_checkpoint(RELEASED_NAME, config_name, Path(root), quiet=True)
     except CheckpointError:
