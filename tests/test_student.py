@@ -1,5 +1,6 @@
 """Student copies: solutions out, stubs that say they are not done yet, everything else as in the course."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from nbclient import NotebookClient
 from deeplab.student import NOT_DONE, SolutionMarkerError, stub_source, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["02", "06"]  # two lessons of seconds (one reads the toy data): their copies run here, top to bottom
+STUBBED = ["01", "02", "04", "05"]  # lessons whose exercises check themselves: their copies hold stubs
+FAST = ["02", "04"]  # two of them whose copies take seconds: they run here, top to bottom
 
 EXERCISE = """# Exercise 2: the padding that keeps the size
 def padding(kernel: int, rate: int) -> int:
@@ -73,6 +75,21 @@ def test_make_student_writes_a_copy_of_every_notebook_without_solutions(tmp_path
         assert all(not cell.get("outputs") for cell in student.cells), name
 
 
+@pytest.mark.parametrize("number", STUBBED)
+def test_self_checking_lessons_keep_a_stub_for_each_exercise_cell(number):
+    (original,) = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
+    student = student_notebook(nbformat.read(original, as_version=4), original.name)
+    stubs = [cell.source for cell in student.cells if cell.cell_type == "code" and NOT_DONE in cell.source]
+    assert stubs, f"{original.name}: no exercise stub left in the student copy"
+    numbers = []
+    for source in stubs:
+        match = re.match(r"# Exercise (\d+): \S", source)
+        assert match, f"{original.name}: a stub whose first line is not '# Exercise N: title': {source[:60]!r}"
+        assert f'raise NotImplementedError("Exercise {match.group(1)}: {NOT_DONE}")' in source, source[:60]
+        numbers.append(int(match.group(1)))
+    assert numbers == sorted(set(numbers)), f"{original.name}: exercise cells out of order or repeated: {numbers}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("number", FAST)
 def test_fast_student_copies_run_top_to_bottom_with_only_the_stubs_failing(tmp_path, number):
@@ -81,7 +98,7 @@ def test_fast_student_copies_run_top_to_bottom_with_only_the_stubs_failing(tmp_p
     NotebookClient(student, timeout=300, allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}).execute()
     failed = [cell for cell in student.cells if any(out.output_type == "error" for out in cell.get("outputs", []))]
     stubs = [cell for cell in student.cells if cell.cell_type == "code" and NOT_DONE in cell.source]
-    assert failed == stubs
+    assert stubs and failed == stubs
     for cell in failed:
         (error,) = [out for out in cell.outputs if out.output_type == "error"]
         assert (error.ename, error.evalue.endswith(NOT_DONE)) == ("NotImplementedError", True)
