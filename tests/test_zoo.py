@@ -321,3 +321,52 @@ def test_released_checkpoints_are_fetched_on_first_use_and_evaluated_as_the_refe
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "masks" / f"{image.stem}_overlay.png").is_file()
+
+
+@pytest.mark.slow
+def test_notebook_11_segments_the_photographs_with_the_released_model_fetched_on_first_use(
+    release, release_url: RangeServer, toy_root: Path, tmp_path: Path
+):
+    """The photograph cells of notebook 11 run on the released model (the stand-in, from the local server): the
+    checkpoint is downloaded into ``released_root``, no cell prints the offline line, every photo cell shows its
+    figure or table. The toy model is a 6-iteration run of the tiny config."""
+    import nbformat
+    import papermill
+
+    from tests.conftest import TINY
+
+    folder, _ = release
+    (release_url.directory / D16.checkpoint).symlink_to(folder / D16.checkpoint)
+    (release_url.directory / D16.log).write_text(LOG)
+    root = tmp_path / "released"
+    parameters = {
+        "data_root": str(toy_root),
+        "run_dir": str(tmp_path / "run"),
+        "overrides": TINY,
+        "images": 4,
+        "band_widths": [1, 4],
+        "released_root": str(root),
+        "photo_scale": [96, 128],
+    }
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "11_a_trained_network_up_close.ipynb"
+    papermill.execute_notebook(notebook, tmp_path / "11.ipynb", parameters=parameters, progress_bar=False)
+
+    assert (root / D16.checkpoint).is_file()
+    cells = [cell for cell in nbformat.read(tmp_path / "11.ipynb", as_version=4).cells if cell.cell_type == "code"]
+    text = "\n".join(out.get("text", "") for cell in cells for out in cell.outputs if out.output_type == "stream")
+    assert "skipped:" not in text and "released model: voc-r50-d16, 21 classes" in text
+    assert "3 photographs segmented" in text and text.count("pixels changed") == 2  # shortcut, then OS8
+    photo_cells = [cell for cell in cells if "how_to_get_released(released_config" in cell.source]
+    assert len(photo_cells) >= 5
+    for cell in photo_cells[:4]:  # the figures, the table, the two comparisons; the own-photo solution is last
+        kinds = {kind for out in cell.outputs for kind in out.get("data", {})}
+        assert kinds & {"image/png", "text/markdown"}, cell.source[:80]
+    markdown = [
+        out.data["text/markdown"] for cell in cells for out in cell.outputs if "text/markdown" in out.get("data", {})
+    ]
+    (table,) = [text for text in markdown if text.startswith("| photograph | class |")]
+    assert {row.split(" | ")[0].removeprefix("| ") for row in table.splitlines()[2:]} == {
+        "astronaut",
+        "chelsea",
+        "coffee",
+    }
