@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+import papermill
 import pytest
 import torch
 
@@ -25,6 +27,7 @@ from deeplab.engine.metrics import ConfusionMatrix
 from deeplab.models import zoo
 from deeplab.models.weights import CheckpointError, load_checkpoint
 from tests import test_downloads
+from tests.conftest import TINY
 from tests.reference_ssseg import build_reference, reference_logits
 from tests.test_downloads import RangeServer
 from tests.test_reference_equivalence import randomized_reference
@@ -330,11 +333,6 @@ def test_notebook_11_segments_the_photographs_with_the_released_model_fetched_on
     """The photograph cells of notebook 11 run on the released model (the stand-in, from the local server): the
     checkpoint is downloaded into ``released_root``, no cell prints the offline line, every photo cell shows its
     figure or table. The toy model is a 6-iteration run of the tiny config."""
-    import nbformat
-    import papermill
-
-    from tests.conftest import TINY
-
     folder, _ = release
     (release_url.directory / D16.checkpoint).symlink_to(folder / D16.checkpoint)
     (release_url.directory / D16.log).write_text(LOG)
