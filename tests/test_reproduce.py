@@ -210,8 +210,10 @@ def test_cli_refuses_a_misspelt_override_before_running_anything(tmp_path, capsy
 
 
 def readme_commands(prefix: str) -> list[list[str]]:
-    """The README's shell lines that start with ``prefix``, as arguments (comments and line continuations gone)."""
-    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    """The shell lines of the README and the pages in ``docs/`` that start with ``prefix``, as arguments (comments and
+    line continuations gone)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages).replace("\\\n", " ")
     return [shlex.split(line.split("  #")[0]) for line in text.splitlines() if line.startswith(prefix)]
 
 
