@@ -26,7 +26,7 @@ from deeplab.data.datasets import IMAGE_SUFFIXES, DatasetNotFoundError, read_ima
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
 from deeplab.engine.evaluate import Inference, evaluate, inference_model, predict_probabilities
-from deeplab.engine.precision import autocast_dtype
+from deeplab.engine.precision import autocast_dtype, emulation_note
 from deeplab.engine.runlog import FINAL_METRICS, LOG, atomic_write_json, read_log
 from deeplab.engine.train import set_gpu_numerics, train
 from deeplab.models import build_model
@@ -194,13 +194,10 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = resolve_checkpoint(args.checkpoint, args.config, args.released_root)
     trained = load_trained(checkpoint, args.config, args.set, args.data_root)
     config = trained.config
+    inference = inference_from_args(args, config.data.crop_size)
+    announce_emulation(inference, args.device)
     metrics, is_main = evaluate_checkpoint(
-        config,
-        trained.model,
-        args.data_root,
-        split=args.split,
-        inference=inference_from_args(args, config.data.crop_size),
-        device=args.device,
+        config, trained.model, args.data_root, split=args.split, inference=inference, device=args.device
     )
     if is_main:
         class_names = trained.classes.classes
@@ -209,6 +206,13 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
             atomic_write_json(args.out / FINAL_METRICS, metrics)
             save_plots(args.out, metrics, class_names)
     return metrics
+
+
+def announce_emulation(inference: Inference, device: str | None) -> None:
+    """Print :func:`~deeplab.engine.precision.emulation_note`'s line when ``--amp bf16`` runs in fp32 here."""
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if note := emulation_note(inference.amp, where, option="--amp"):
+        print(note, flush=True)
 
 
 def image_files(inputs: list[Path]) -> list[tuple[Path, Path]]:
@@ -262,6 +266,7 @@ def predict_command(
     output_folder(out, "--out")
     where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     autocast_dtype(inference.amp, where, option="--amp")
+    announce_emulation(inference, device)
     trained = load_trained(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
     data = trained.config.data
     if slide:

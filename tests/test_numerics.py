@@ -6,17 +6,26 @@ import pytest
 import torch
 
 from deeplab import get_config
+from deeplab.engine import precision
 from deeplab.engine.allocator import SWITCH, keep_freed_memory
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import Inference, inference_model
-from deeplab.engine.precision import PrecisionError, amp_for_device, autocast_dtype, uses_channels_last
+from deeplab.engine.precision import (
+    PrecisionError,
+    amp_for_device,
+    autocast_dtype,
+    emulation_note,
+    uses_channels_last,
+)
+from deeplab.engine.runlog import RunLog
 from deeplab.engine.train import Trainer
 from tests.conftest import TINY
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
 
-def test_autocast_dtypes_by_name_and_fp16_only_on_gpus():
+def test_autocast_dtypes_by_name_and_fp16_only_on_gpus(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: True)
     assert autocast_dtype("none", CPU, option="--amp") is None
     assert autocast_dtype("bf16", CPU, option="--amp") is torch.bfloat16
     assert autocast_dtype("fp16", CUDA, option="--amp") is torch.float16
@@ -26,8 +35,29 @@ def test_autocast_dtypes_by_name_and_fp16_only_on_gpus():
         autocast_dtype("fp8", CPU, option="train.amp")
 
 
+def test_bf16_on_a_cpu_that_would_emulate_it_runs_in_fp32_and_the_trainer_says_so(
+    monkeypatch, toy_root, tmp_path, capsys
+):
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert autocast_dtype("bf16", CPU, option="train.amp") is None
+    assert amp_for_device("cpu") == "none"
+    note = "train.amp=bf16: this CPU (AVX2) has no bf16 arithmetic, only a slow emulation: computing in fp32"
+    assert emulation_note("bf16", CPU, option="train.amp") == note
+    assert emulation_note("none", CPU, option="train.amp") is None and emulation_note("bf16", CUDA, option="x") is None
+    trainer = Trainer(get_config("toy-r50-d16", TINY), toy_root, tmp_path, Distributed(0, 1, CPU))
+    assert trainer.amp_dtype is None
+    trainer._start(RunLog(tmp_path / "metrics.jsonl"), resume=False)
+    assert note in capsys.readouterr().out.splitlines()
+
+
+def test_the_cpu_check_agrees_with_onednn():
+    assert precision.cpu_computes_bf16() is torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 @pytest.mark.parametrize(("capability", "amp"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
 def test_bf16_where_the_gpu_computes_in_it_and_fp16_on_older_gpus(monkeypatch, capability, amp):
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     assert amp_for_device("cuda") == amp and amp_for_device("cpu") == "bf16"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -12,9 +14,21 @@ class PrecisionError(ValueError):
     """An amp setting this device cannot run."""
 
 
+@functools.cache
+def cpu_computes_bf16() -> bool:
+    """Whether oneDNN computes bf16 on this CPU at speed (AVX512-BF16, AMX, or AVX-512's bf16 path). On a CPU with
+    AVX2 alone (most laptops, AMD Zen 3) bf16 is emulated: a convolution ~10x and a matrix product ~100x slower
+    than in fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
 def autocast_dtype(amp: str, device: torch.device, *, option: str) -> torch.dtype | None:
     """The autocast dtype ``amp`` names on ``device`` (``None``: fp32); ``option`` is how the user set it, for the
-    message. fp16 needs a GPU (on the CPU it is emulated, slowly, and needs a gradient scaler to train)."""
+    message. fp16 needs a GPU (on the CPU it is emulated, slowly, and needs a gradient scaler to train). bf16 on a
+    CPU without bf16 arithmetic (:func:`cpu_computes_bf16`) runs in fp32: :func:`emulation_note` says so."""
     if amp not in AMP_DTYPES:
         raise PrecisionError(f"{option}={amp!r} is not one of {', '.join(AMP_DTYPES)}")
     if amp == "fp16" and device.type != "cuda":
@@ -22,14 +36,27 @@ def autocast_dtype(amp: str, device: torch.device, *, option: str) -> torch.dtyp
     if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
         name = torch.cuda.get_device_name(device)
         raise PrecisionError(f"{option}=bf16 is emulated on this GPU ({name}), slowly: use {option}=fp16")
+    if emulation_note(amp, device, option=option):
+        return None
     return AMP_DTYPES[amp]
 
 
+def emulation_note(amp: str, device: torch.device, *, option: str) -> str | None:
+    """The line that tells the user that ``amp`` runs in fp32 on ``device`` (bf16 on a CPU that would emulate it),
+    else ``None``; the commands print it when they start."""
+    if amp != "bf16" or device.type != "cpu" or cpu_computes_bf16():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{option}=bf16: this CPU ({capability}) has no bf16 arithmetic, only a slow emulation: computing in fp32"
+
+
 def amp_for_device(device: torch.device | str) -> str:
-    """The ``amp`` setting that runs fastest on ``device``: bf16 on the CPU and on GPUs with bf16 arithmetic
-    (Ampere and later), fp16 on older GPUs such as Colab's T4 (with a gradient scaler when training)."""
+    """The ``amp`` setting that runs fastest on ``device``: bf16 on CPUs and GPUs with bf16 arithmetic (Ampere and
+    later), fp16 on older GPUs such as Colab's T4 (with a gradient scaler when training), none (fp32) on other CPUs."""
     device = torch.device(device)
-    return "fp16" if device.type == "cuda" and not _native_bf16(device) else "bf16"
+    if device.type == "cuda":
+        return "bf16" if _native_bf16(device) else "fp16"
+    return "bf16" if cpu_computes_bf16() else "none"
 
 
 def _native_bf16(device: torch.device) -> bool:

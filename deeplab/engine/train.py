@@ -41,7 +41,7 @@ from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import evaluate
-from deeplab.engine.precision import autocast_dtype, uses_channels_last
+from deeplab.engine.precision import autocast_dtype, emulation_note, uses_channels_last
 from deeplab.engine.runlog import FINAL_METRICS, LOG, RunLog, atomic_write_json
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
 from deeplab.engine.tensorboard import TensorBoardLog
@@ -394,6 +394,8 @@ class Trainer:
         if self.env.is_main:
             (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
             print(_backbone_start(self.config), flush=True)
+            if note := emulation_note(self.config.train.amp, self.env.device, option="train.amp"):
+                print(note, flush=True)
         if not resume:
             self.start_from_checkpoint()
 
