@@ -4,7 +4,7 @@ By default glibc serves every block above 32 MiB (a threshold it raises as it se
 from ``mmap`` and returns them on ``free``. A DeepLabV3+ step allocates and frees activations of tens to hundreds of
 MiB, so each step pays the kernel to map and zero those pages again. With a 1 GiB ``M_MMAP_THRESHOLD`` and a 2 GiB
 ``M_TRIM_THRESHOLD`` freed blocks stay in the process for the next step: a CPU training step at 512x512 was
-1.1-1.2x faster for 10-20% more peak memory (see the README's Benchmarks section).
+1.1-1.2x faster for 10-20% more peak memory (see docs/performance.md).
 
 ``distributed.setup`` applies it to CPU processes; ``DEEPLAB_KEEP_FREED_MEMORY=0`` leaves the allocator alone. It is
 a no-op without glibc (macOS, musl, Windows).
