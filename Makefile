@@ -5,21 +5,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup dev demo test lint format lab student reproduce bench clean
+.PHONY: setup dev demo check test lint format lab student reproduce bench clean
 
 setup: $(STAMP)  ## create .venv with the package and what the course and the commands need (no test tools)
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
 dev: $(DEV_STAMP)  ## add the dev extra: pytest, nbval, ruff, and the reference toolbox and peers tests compare with
 
-$(DEV_STAMP): $(STAMP)
+$(DEV_STAMP): pyproject.toml | $(BIN)/python  # one pip run for the package and its dev extra
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(DEV_STAMP)
+	touch $(STAMP) $(DEV_STAMP)
 
 demo: setup  ## make the toy dataset, train a toy DeepLabV3+ on the CPU (~10 min on 2 cores), print its per-class IoU
 	$(BIN)/python data_scripts/make_toy.py --root data
@@ -29,8 +31,15 @@ lint: dev  ## ruff lint and format check (notebooks included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint  ## the whole suite
-	$(BIN)/python -m pytest
+# Both tiers run on pytest-xdist workers (one per core, at most 4): the notebooks on one of them, in their order
+# (conftest.py).
+PYTEST := $(BIN)/python -m pytest --numprocesses auto --maxprocesses 4
+
+check: lint  ## the quick tier for the edit loop: lint and the tests not marked slow (no notebooks, browser or long runs)
+	$(PYTEST) -m "not slow"
+
+test: lint  ## the whole suite: every test, the notebooks under nbval, the JupyterLab test in a browser
+	$(PYTEST)
 
 lab: setup  ## start JupyterLab on the course notebooks (with the environment on PATH, for %tensorboard)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks

@@ -14,6 +14,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deeplab", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_models_prints_parameters_and_flops():
     result = run("models", "--configs", "voc-r50-d8,cityscapes-r101-d16")
     assert result.returncode == 0, result.stderr
@@ -23,6 +24,7 @@ def test_models_prints_parameters_and_flops():
     assert "| cityscapes-r101-d16 | ResNet-101 | 16 | 19 | 512 x 1024 |" in rows[1]
 
 
+@pytest.mark.slow
 def test_unknown_config_is_one_line_and_exit_2():
     result = run("models", "--configs", "voc-r50-d9")
     assert result.returncode == 2
@@ -30,11 +32,13 @@ def test_unknown_config_is_one_line_and_exit_2():
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.returncode == 0 and "models" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_end_to_end(toy_root, tmp_path):
     run_dir = tmp_path / "run"
     settings = [f"--set={item}" for item in [*TINY, "train.iterations=2"]]
@@ -66,6 +70,7 @@ def test_train_evaluate_predict_end_to_end(toy_root, tmp_path):
     assert (tmp_path / "masks" / f"{image.stem}_overlay.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -82,12 +87,14 @@ def test_bad_training_input_is_one_line(toy_root, tmp_path, args, message):
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_is_one_line(tmp_path):
     result = run("evaluate", "--checkpoint", str(tmp_path / "missing.pth"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "missing.pth" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy_root, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "deeplab", "train", "--config", "voc-r50-d16", "--data-root", str(toy_root)],

@@ -59,6 +59,7 @@ def test_an_unknown_photograph_is_one_line_listing_the_known_ones():
         course.photo("dog")
 
 
+@pytest.mark.slow
 def test_offline_the_released_model_is_none_and_one_line_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(zoo.URL_VARIABLE, "http://127.0.0.1:9")  # the discard port: nothing listens
     monkeypatch.setenv("no_proxy", "*")

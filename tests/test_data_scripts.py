@@ -249,6 +249,7 @@ def test_cityscapes_takes_extracted_folders_and_explains_a_missing_one(tmp_path:
     assert len(list((root / "cityscapes" / "gtFine").glob("*/*/*_labelTrainIds.png"))) == len(labels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "option"),
     [

@@ -60,6 +60,7 @@ def exported(trained: tuple[Path, nn.Module], tmp_path_factory) -> dict[str, Pat
     return files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("batch", "height", "width"), SIZES)
 def test_exported_file_computes_the_eager_logits(
@@ -100,6 +101,7 @@ def test_onnx_axes_are_named(exported: dict[str, Path]) -> None:
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("logits", ["batch", 6, "height", "width"])]
 
 
+@pytest.mark.slow
 def test_exported_program_takes_sizes_from_min_size(exported: dict[str, Path]) -> None:
     run = load_exported(exported["exported-program"])
     assert run(torch.zeros(1, 3, 17, 17)).shape == (1, 6, 17, 17)
@@ -117,6 +119,7 @@ def test_torchscript_warns_once_that_it_is_deprecated(exported: dict[str, Path])
     ]
 
 
+@pytest.mark.slow
 def test_a_file_that_computes_other_logits_is_refused_and_removed(
     trained: tuple[Path, nn.Module], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:

@@ -28,6 +28,7 @@ def images() -> torch.Tensor:
     return torch.randn(1, 3, 65, 65, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.mark.slow
 def test_fused_model_matches_plain_model(model: nn.Module, images: torch.Tensor) -> None:
     fast = optimize_for_inference(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
@@ -39,6 +40,7 @@ def test_fused_model_matches_plain_model(model: nn.Module, images: torch.Tensor)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_original_model_is_untouched(model: nn.Module) -> None:
     before = {key: value.clone() for key, value in model.state_dict().items()}
     optimize_for_inference(model)
@@ -50,6 +52,7 @@ def test_original_model_is_untouched(model: nn.Module) -> None:
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
 
 
+@pytest.mark.slow
 def test_inplace_changes_and_returns_the_model_itself(model: nn.Module, images: torch.Tensor) -> None:
     own = copy.deepcopy(model)
     with torch.no_grad():
@@ -61,6 +64,7 @@ def test_inplace_changes_and_returns_the_model_itself(model: nn.Module, images: 
     torch.testing.assert_close(actual, expected)
 
 
+@pytest.mark.slow
 def test_bf16_channels_last_is_close(model: nn.Module, images: torch.Tensor) -> None:
     fast = optimize_for_inference(model)
     with torch.no_grad():
@@ -101,6 +105,7 @@ def training_batch() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, images, masks
 
 
+@pytest.mark.slow
 def test_channels_last_training_step_is_the_same_computation(training_batch) -> None:
     """In float64 the two memory formats agree to rounding noise, gradients of all 300-odd tensors included.
 
@@ -116,6 +121,7 @@ def test_channels_last_training_step_is_the_same_computation(training_batch) -> 
         torch.testing.assert_close(gradients_cl[name], gradient, msg=name)
 
 
+@pytest.mark.slow
 def test_bf16_training_step_is_close(training_batch) -> None:
     """bf16 autocast keeps the loss and the classifier's gradients: cosine similarity > 0.95 to float32.
 

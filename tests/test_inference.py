@@ -95,6 +95,7 @@ def differing_pixels(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().sum().item() / 2 / a.sum().item()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amp", ["none", "bf16"])
 @pytest.mark.parametrize("fast", [True, False])
 def test_every_inference_setting_agrees_with_the_plain_serial_path(toy_model_and_val_set, plain_serial, fast, amp):
@@ -106,6 +107,7 @@ def test_every_inference_setting_agrees_with_the_plain_serial_path(toy_model_and
     assert differing_pixels(serial, plain_serial) <= (1e-4 if amp == "none" else 0.02)
 
 
+@pytest.mark.slow
 def test_flip_and_windows_agree_on_the_fast_path(toy_model_and_val_set):
     for settings in ({"flip": True}, {"window": (64, 64), "stride": (48, 48)}, {"scales": (0.75, 1.0)}):
         fast = confusion(toy_model_and_val_set, Inference(**settings))

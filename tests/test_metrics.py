@@ -220,6 +220,7 @@ def _sum_in_two_processes(rank: int, store: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_sums_over_processes(case, tmp_path):
     _, _, result = case
     out = tmp_path / "matrix"

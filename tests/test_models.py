@@ -17,6 +17,7 @@ def small_model(output_stride: int = 16, num_classes: int = 5, **options) -> nn.
     return build_model(ModelConfig(num_classes=num_classes, output_stride=output_stride, **options))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_stride", [8, 16])
 def test_odd_input_gives_logits_of_the_same_size(output_stride):
     model = small_model(output_stride).eval()
@@ -142,6 +143,7 @@ def test_batchnorm_converts_to_syncbatchnorm():
     assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)
 
 
+@pytest.mark.slow
 def test_exported_eval_model_gives_the_same_logits():
     torch.manual_seed(0)
     model = small_model(16).eval()

@@ -72,6 +72,7 @@ def trained(folder, toy_checkpoint, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_training_on_a_folder_fine_tunes_and_keeps_best_and_last(trained, capsys):
     last, best = (torch.load(trained / name, weights_only=True) for name in ("last.pth", "best.pth"))
     assert last["config"]["model"]["num_classes"] == 3  # 0 in the config: the count of classes.json
@@ -112,6 +113,7 @@ def test_predict_a_folder_keeps_its_structure_in_the_folders_palette(trained, fo
     assert all(color in CLASSES["palette"] for color in colors)
 
 
+@pytest.mark.slow
 def test_predict_takes_multi_scale_and_sliding_windows(trained, folder, tmp_path):
     image = folder / "images" / "val" / "val_0.jpg"
     argv = ["predict", "--checkpoint", str(trained / "last.pth"), str(image), "--out", str(tmp_path), "--multi-scale"]

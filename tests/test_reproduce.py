@@ -193,6 +193,7 @@ def test_the_three_sources_stay_in_their_columns_each_with_its_hardware_and_data
     assert "- trained here: voc-r50-d16 on 8 x A100; data: data;" in table  # a skipped run keeps where it ran
 
 
+@pytest.mark.slow
 def test_cli_names_an_unknown_config_in_one_line_and_exits_2(tmp_path):
     command = [sys.executable, "-m", "deeplab", "reproduce", "--configs", "nonsense", "--data-root", "X"]
     result = subprocess.run([*command, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)

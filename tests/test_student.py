@@ -61,6 +61,7 @@ def test_unpaired_markers_are_one_line_naming_the_cell(source):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_make_student_writes_a_copy_of_every_notebook_without_solutions(tmp_path):
     subprocess.run([sys.executable, "-m", "deeplab.student", "--out", str(tmp_path)], cwd=ROOT, check=True)
     copies = sorted(path.name for path in tmp_path.glob("*.ipynb"))

@@ -73,6 +73,7 @@ def test_loss_ignores_255_and_adds_the_auxiliary_term_at_0_4():
     )
 
 
+@pytest.mark.slow
 def test_overfits_one_batch_to_near_zero_loss():
     torch.manual_seed(0)
     config = get_config("toy-r50-d16", ["model.channels=32", "model.dropout=0"])
@@ -94,6 +95,7 @@ def test_overfits_one_batch_to_near_zero_loss():
     assert accuracy > 0.99
 
 
+@pytest.mark.slow
 def test_trainer_learns_and_logs(toy_root, tmp_path):
     config = get_config("toy-r50-d16", TINY)
     records = []
@@ -108,6 +110,7 @@ def test_trainer_learns_and_logs(toy_root, tmp_path):
     assert torch.load(tmp_path / "last.pth", weights_only=True)["iteration"] == 6
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_bit_identical_weights(toy_root, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert deeplab_train(*tiny_args(toy_root, straight, "train.checkpoint_every=2")).returncode == 0
@@ -150,6 +153,7 @@ def unlabel_training_masks(toy_root: Path, root: Path, count: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process_with_accumulation(toy_root, tmp_path):
     """... with micro-batches of no labelled pixel among them: the mean over the labelled ones is the same."""
     data = unlabel_training_masks(toy_root, tmp_path / "data", 6)  # 6 of 8: some micro-batches have no label
@@ -170,6 +174,7 @@ def test_two_gloo_processes_equal_one_process_with_accumulation(toy_root, tmp_pa
         torch.testing.assert_close(two[name], one[name], msg=name)
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(toy_root, tmp_path, monkeypatch):
     config = get_config("toy-r50-d16", [*TINY, "train.checkpoint_every=1"])
     trainer = Trainer(config, toy_root, tmp_path, CPU)
@@ -204,6 +209,7 @@ def test_a_micro_batch_without_labelled_pixels_weighs_nothing(toy_root, tmp_path
         torch.testing.assert_close(first, second, msg=name)
 
 
+@pytest.mark.slow
 def test_data_without_labelled_pixels_trains_on_and_is_counted(toy_root, tmp_path):
     data = unlabel_training_masks(toy_root, tmp_path / "data", 8)
     trainer = Trainer(get_config("toy-r50-d16", TINY), data, tmp_path / "run", CPU)
@@ -258,6 +264,7 @@ def test_the_reference_gpu_numerics_are_config_keys(toy_root, tmp_path):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
 
 
+@pytest.mark.slow
 def test_the_log_holds_window_means_of_both_loss_terms(toy_root, tmp_path, monkeypatch):
     steps = []
     step = Trainer.step
@@ -277,6 +284,7 @@ def test_the_log_holds_window_means_of_both_loss_terms(toy_root, tmp_path, monke
     )  # step 3's lr
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_config(toy_root, tmp_path):
     Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1"]), toy_root, tmp_path, CPU).fit(progress=False)
     other = Trainer(get_config("toy-r50-d16", [*TINY, "train.iterations=1", "train.lr=0.1"]), toy_root, tmp_path, CPU)
@@ -284,6 +292,7 @@ def test_resume_refuses_another_config(toy_root, tmp_path):
         other.fit(resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_a_fresh_start_removes_the_earlier_runs_final_metrics(toy_root, tmp_path):
     """A run that starts afresh in a finished run's folder and stops early must not leave the old metrics.json."""
     config = get_config("toy-r50-d16", [*TINY, "train.iterations=1"])
@@ -319,6 +328,7 @@ def scripted_evaluations(monkeypatch, miou_at: dict[int, float]) -> None:
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_highest_miou_and_survives_a_crash_and_resume(toy_root, tmp_path, monkeypatch):
     """best.pth follows the evaluation with the highest mIoU; a crash after best.pth was written at iteration 4 but
     before last.pth caught up (checkpoint at 3) resumes at 3, evaluates 4 again and keeps both files right."""
@@ -344,6 +354,7 @@ def test_best_checkpoint_is_the_highest_miou_and_survives_a_crash_and_resume(toy
     assert best_after["config"] == best["config"] and best_after["classes"]["classes"][1] == "disc"
 
 
+@pytest.mark.slow
 def test_a_fresh_start_forgets_an_earlier_runs_best_checkpoint(toy_root, tmp_path, monkeypatch):
     scripted_evaluations(monkeypatch, {2: 0.9, 4: 0.2})
     config = get_config("toy-r50-d16", [*TINY, "train.eval_every_epochs=1", "train.iterations=4"])
@@ -352,6 +363,7 @@ def test_a_fresh_start_forgets_an_earlier_runs_best_checkpoint(toy_root, tmp_pat
     assert Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)["best"]["iteration"] == 4
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_21_class_checkpoint_into_the_6_class_toy_set(toy_root, tmp_path):
     """What fits loads, the two classifiers start afresh, the report names them, and training goes on from there."""
     source = build_model(get_config("toy-r50-d16", [*TINY, "model.num_classes=21"]))
@@ -390,6 +402,7 @@ def test_a_checkpoint_of_which_nothing_fits_is_refused(tmp_path):
         load_fitting(build_model(get_config("toy-r50-d16", TINY)), tmp_path / "other.pth")
 
 
+@pytest.mark.slow
 def test_tensorboard_receives_the_losses_lr_per_class_iou_and_overlays(toy_root, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -13,6 +13,7 @@ def tiny_model(num_classes: int = 5):
     return build_model(ModelConfig(num_classes=num_classes, output_stride=16))
 
 
+@pytest.mark.slow
 def test_round_trip_restores_every_tensor(tmp_path):
     model, other = tiny_model(), tiny_model()
     path = save_checkpoint(tmp_path / "ckpt.pth", model, iteration=7)
@@ -30,6 +31,7 @@ def test_ddp_module_prefix_is_accepted(tmp_path):
     torch.testing.assert_close(other.decoder.classifier.weight, model.decoder.classifier.weight)
 
 
+@pytest.mark.slow
 def test_other_number_of_classes_names_the_mismatched_keys(tmp_path):
     save_checkpoint(tmp_path / "ckpt.pth", tiny_model(num_classes=7))
     with pytest.raises(CheckpointError, match=r"4 shape mismatch: decoder.classifier.weight \(7, 512, 1, 1\) vs "):
@@ -42,6 +44,7 @@ def test_other_architecture_names_missing_and_unexpected_keys(tmp_path):
         load_checkpoint(tmp_path / "ckpt.pth", tiny_model())
 
 
+@pytest.mark.slow
 def test_truncated_file_says_so(tmp_path):
     path = save_checkpoint(tmp_path / "ckpt.pth", tiny_model())
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -49,6 +52,7 @@ def test_truncated_file_says_so(tmp_path):
         load_checkpoint(path, tiny_model())
 
 
+@pytest.mark.slow
 def test_missing_file_and_pickled_objects_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.pth", tiny_model())

@@ -1,0 +1,142 @@
+"""How the suite runs on pytest-xdist workers, and the course notebooks under nbval: those that share data on one worker
+in their numbered order (07, 08, 10 and 11 reuse the toy run that 00 trains), with smaller parameters for their long
+cells.
+
+The committed outputs keep the course's full run; the suite proves that every cell still runs, with the same code,
+on a shorter budget. The parameters below are added after each notebook's ``parameters`` cell, as papermill adds
+injected parameters, and the course's toy run goes to a folder of the suite's own, never to ``runs/course``. The few
+checked outputs that print the budget are compared with the budget the suite runs (:data:`BUDGET_IN_OUTPUTS`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS_GROUP = "notebooks"  # the unit of work (pytest-xdist) of the notebooks that share data, in their order
+# Notebooks 01-05 build the network's pieces on random tensors, reading no data and no run: each can run beside the
+# others. The rest read data/toy and the course's toy run, which notebook 00 makes.
+ON_THEIR_OWN = ("01_", "02_", "03_", "04_", "05_")
+
+# The course's toy recipe on a budget: 1 of its 16 epochs (50 iterations), then the evaluation.
+COURSE_OVERRIDES = ["train.iterations=50", "train.checkpoint_every=25"]
+
+# What the checked outputs print of the course run's budget: (committed, under the suite), by notebook.
+BUDGET_IN_OUTPUTS = {
+    "00_setup_and_tour.ipynb": [("batch 8, 800 iterations", "batch 8, 50 iterations")],
+    "07_training.ipynb": [
+        ("| iterations | 39,660 | 800 | 800 |", "| iterations | 39,660 | 800 | 50 |"),
+        ("| epochs | 60 | 16 | 16 |", "| epochs | 60 | 16 | 1 |"),
+        ("this run: 800 iterations", "this run: 50 iterations"),
+        ("iteration 800, config", "iteration 50, config"),
+    ],
+}
+
+
+def notebook_parameters(course_run: Path) -> dict[str, dict[str, object]]:
+    """The parameters each notebook runs with under the suite, by file name; ``course_run`` is the toy run's folder."""
+    course = {"run_dir": str(course_run), "overrides": COURSE_OVERRIDES}
+    return {
+        "00_setup_and_tour.ipynb": course,
+        "07_training.ipynb": course,
+        "08_evaluation_and_inference.ipynb": {**course, "subset": 8},
+        "09_reproducing_the_table.ipynb": {"timing_repeats": 1},
+        "10_your_own_data.ipynb": {"course_run": str(course_run), "iterations": 15},
+        "11_a_trained_network_up_close.ipynb": {**course, "images": 20},
+    }
+
+
+def injected_source(parameters: dict[str, object]) -> str:
+    """The lines added to a ``parameters`` cell: one assignment per parameter, as papermill writes them."""
+    lines = "".join(f"{name} = {value!r}\n" for name, value in parameters.items())
+    return f"\n# Parameters injected by the test suite (conftest.py)\n{lines}"
+
+
+def replace_in_outputs(outputs: list, old: str, new: str) -> int:
+    """Replace ``old`` by ``new`` in the text of a cell's stored outputs (streams and display data); the count."""
+    count = 0
+    for output in outputs:
+        texts = output.get("data", {}) if "data" in output else output
+        for key, value in texts.items():
+            if isinstance(value, str) and old in value:
+                texts[key], count = value.replace(old, new), count + value.count(old)
+    return count
+
+
+def expect_the_suites_budget(name: str, cells: list[pytest.Item]) -> None:
+    """Make the stored outputs of notebook ``name``'s ``cells`` print the suite's budget; a change whose text is in
+    no output any more is an error, so that the list can't go stale."""
+    for old, new in BUDGET_IN_OUTPUTS.get(name, []):
+        if not sum(replace_in_outputs(cell.cell.outputs, old, new) for cell in cells):
+            message = f"conftest.py: no output of notebooks/{name} holds {old!r}: update BUDGET_IN_OUTPUTS"
+            raise pytest.UsageError(message)
+
+
+def is_notebook_cell(item: pytest.Item) -> bool:
+    return item.path.suffix == ".ipynb"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On a pytest-xdist worker, its share of the cores for this process and what it starts (notebook kernels, the
+    commands): two workers of two threads each on two cores trained the toy model 3-7x slower than one alone."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch  # after OMP_NUM_THREADS is set
+
+        torch.set_num_threads(threads)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Hand pytest-xdist's workers whole units, the largest first: the notebooks that share data (one unit, in their
+    order), each of the others, each test module (its module-scoped fixtures are then built once)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return Units(config, log)
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test or notebook cell belongs to (see :func:`pytest_xdist_make_scheduler`)."""
+    path = nodeid.split("::", 1)[0]
+    if "ipynb" not in nodeid:
+        return path
+    name = nodeid.rsplit("/", 1)[-1]
+    return name[:3] if name.startswith(ON_THEIR_OWN) else NOTEBOOKS_GROUP
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The notebooks are slow: ``make check`` leaves them out."""
+    if is_notebook_cell(item):
+        item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give the notebooks the suite's parameters and expect the suite's budget in their outputs."""
+    notebooks: dict[str, list[pytest.Item]] = {}
+    for item in filter(is_notebook_cell, items):
+        notebooks.setdefault(item.path.name, []).append(item)
+    if not notebooks:
+        return
+    config.course_folder = Path(tempfile.mkdtemp(prefix="deeplab-course-"))
+    parameters = notebook_parameters(config.course_folder / "toy-r50-d16")
+    for name, cells in notebooks.items():
+        parameter_cells = [cell for cell in cells if "parameters" in cell.cell.metadata.get("tags", [])]
+        if name in parameters and parameter_cells:  # the whole notebook runs, not a cell picked by its id
+            parameter_cells[0].cell.source += injected_source(parameters[name])
+            expect_the_suites_budget(name, cells)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, "course_folder", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
