@@ -195,7 +195,7 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     trained = load_trained(checkpoint, args.config, args.set, args.data_root)
     config = trained.config
     inference = inference_from_args(args, config.data.crop_size)
-    announce_emulation(inference, args.device)
+    announce_emulation(inference, chosen_device(args.device))
     metrics, is_main = evaluate_checkpoint(
         config, trained.model, args.data_root, split=args.split, inference=inference, device=args.device
     )
@@ -208,9 +208,13 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def announce_emulation(inference: Inference, device: str | None) -> None:
-    """Print :func:`~deeplab.engine.precision.emulation_note`'s line when ``--amp bf16`` runs in fp32 here."""
-    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def chosen_device(device: str | None) -> torch.device:
+    """``device``, or a GPU when there is one, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def announce_emulation(inference: Inference, where: torch.device) -> None:
+    """Print :func:`~deeplab.engine.precision.emulation_note`'s line when ``--amp bf16`` runs in fp32 on ``where``."""
     if note := emulation_note(inference.amp, where, option="--amp"):
         print(note, flush=True)
 
@@ -264,9 +268,9 @@ def predict_command(
     inference = inference or Inference()
     pairs = image_files(images)
     output_folder(out, "--out")
-    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    where = chosen_device(device)
     autocast_dtype(inference.amp, where, option="--amp")
-    announce_emulation(inference, device)
+    announce_emulation(inference, where)
     trained = load_trained(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
     data = trained.config.data
     if slide:

@@ -36,15 +36,20 @@ def autocast_dtype(amp: str, device: torch.device, *, option: str) -> torch.dtyp
     if amp == "bf16" and device.type == "cuda" and not _native_bf16(device):
         name = torch.cuda.get_device_name(device)
         raise PrecisionError(f"{option}=bf16 is emulated on this GPU ({name}), slowly: use {option}=fp16")
-    if emulation_note(amp, device, option=option):
+    if _emulated_on_cpu(amp, device):
         return None
     return AMP_DTYPES[amp]
+
+
+def _emulated_on_cpu(amp: str, device: torch.device) -> bool:
+    """Whether ``amp`` is bf16 on a CPU that would emulate it (:func:`cpu_computes_bf16`)."""
+    return amp == "bf16" and device.type == "cpu" and not cpu_computes_bf16()
 
 
 def emulation_note(amp: str, device: torch.device, *, option: str) -> str | None:
     """The line that tells the user that ``amp`` runs in fp32 on ``device`` (bf16 on a CPU that would emulate it),
     else ``None``; the commands print it when they start."""
-    if amp != "bf16" or device.type != "cpu" or cpu_computes_bf16():
+    if not _emulated_on_cpu(amp, device):
         return None
     capability = torch.backends.cpu.get_cpu_capability()
     return f"{option}=bf16: this CPU ({capability}) has no bf16 arithmetic, only a slow emulation: computing in fp32"
