@@ -1,6 +1,7 @@
-"""How the suite runs on pytest-xdist workers, and the course notebooks under nbval: those that share data on one worker
-in their numbered order (07, 08, 10 and 11 reuse the toy run that 00 trains), with smaller parameters for their long
-cells.
+"""How the suite runs on pytest-xdist workers, and the course notebooks under nbval: those that share the course's toy
+run on one worker in their numbered order (07, 08, 10 and 11 reuse the run that 00 trains), the others beside them,
+with smaller parameters for their long cells. The toy dataset in ``data/toy`` is made once, by the first notebook
+that needs it, while the others wait (:func:`pytest_runtest_setup`).
 
 The committed outputs keep the course's full run; the suite proves that every cell still runs, with the same code,
 on a shorter budget. The parameters below are added after each notebook's ``parameters`` cell, as papermill adds
@@ -12,15 +13,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-NOTEBOOKS_GROUP = "notebooks"  # the unit of work (pytest-xdist) of the notebooks that share data, in their order
-# Notebooks 01-05 build the network's pieces on random tensors, reading no data and no run: each can run beside the
-# others. The rest read data/toy and the course's toy run, which notebook 00 makes.
-ON_THEIR_OWN = ("01_", "02_", "03_", "04_", "05_")
+NOTEBOOKS_GROUP = "notebooks"  # the unit of work (pytest-xdist) of the notebooks that share the course run, in order
+# Notebooks 01-05 build the network's pieces on random tensors, 06 and 09 read the toy dataset but no run: each can run
+# beside the others. The rest read data/toy and the course's toy run, which notebook 00 makes.
+ON_THEIR_OWN = ("01_", "02_", "03_", "04_", "05_", "06_", "09_")
+READ_NO_DATA = ("01_", "02_", "03_", "04_", "05_")
+REPOSITORY = Path(__file__).resolve().parent
+DATA = REPOSITORY / "data"  # the notebooks' data_root
+TOY_LISTS = [DATA / "toy" / "ImageSets" / "Segmentation" / f"{split}.txt" for split in ("train", "val")]
 
 # The course's toy recipe on a budget: 1 of its 16 epochs (50 iterations), then the evaluation.
 COURSE_OVERRIDES = ["train.iterations=50", "train.checkpoint_every=25"]
@@ -45,7 +52,7 @@ def notebook_parameters(course_run: Path) -> dict[str, dict[str, object]]:
         "07_training.ipynb": course,
         "08_evaluation_and_inference.ipynb": {**course, "subset": 8},
         "09_reproducing_the_table.ipynb": {"timing_repeats": 1},
-        "10_your_own_data.ipynb": {"course_run": str(course_run), "iterations": 15},
+        "10_your_own_data.ipynb": {"course_run": str(course_run), "iterations": 5},
         "11_a_trained_network_up_close.ipynb": {**course, "images": 20},
     }
 
@@ -112,6 +119,21 @@ def work_unit(nodeid: str) -> str:
         return path
     name = nodeid.rsplit("/", 1)[-1]
     return name[:3] if name.startswith(ON_THEIR_OWN) else NOTEBOOKS_GROUP
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a notebook that reads ``data/toy`` starts, make the toy dataset if it is missing: once, in whichever
+    pytest-xdist worker comes first, while the others wait on a file lock (the notebooks would each make it, and two
+    writing the same files at once would break both)."""
+    if not is_notebook_cell(item) or item.path.name.startswith(READ_NO_DATA) or all(map(Path.is_file, TOY_LISTS)):
+        return
+    from filelock import FileLock
+
+    DATA.mkdir(exist_ok=True)
+    with FileLock(DATA / ".toy.lock"):
+        if not all(map(Path.is_file, TOY_LISTS)):  # make_toy writes the lists last
+            make_toy = [sys.executable, "data_scripts/make_toy.py", "--root", str(DATA)]
+            subprocess.run(make_toy, cwd=REPOSITORY, check=True, capture_output=True)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -1,4 +1,8 @@
-"""``python -m deeplab``: the model zoo table and one-line errors."""
+"""``python -m deeplab``: the model zoo table and one-line errors.
+
+The end-to-end test runs the commands as a user does, each in a process of its own; the others call what
+``python -m deeplab`` runs (``deeplab.__main__.main``) in this process, which prints and exits the same way.
+"""
 
 import json
 import subprocess
@@ -7,6 +11,7 @@ import sys
 import pytest
 from torchvision.io import decode_image
 
+from deeplab.__main__ import main
 from tests.conftest import TINY
 
 
@@ -14,9 +19,19 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deeplab", *args], capture_output=True, text=True, timeout=300)
 
 
+def cli(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """``python -m deeplab ARGS`` in this process: its exit status and what it printed."""
+    try:
+        status = main(list(args))
+    except SystemExit as exit:  # argparse's --help and usage errors, and the commands' one-line errors
+        status = exit.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status or 0, out, err)
+
+
 @pytest.mark.slow
-def test_models_prints_parameters_and_flops():
-    result = run("models", "--configs", "voc-r50-d8,cityscapes-r101-d16")
+def test_models_prints_parameters_and_flops(capsys):
+    result = cli(capsys, "models", "--configs", "voc-r50-d8,cityscapes-r101-d16")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| voc") or line.startswith("| city")]
     assert len(rows) == 2
@@ -24,17 +39,15 @@ def test_models_prints_parameters_and_flops():
     assert "| cityscapes-r101-d16 | ResNet-101 | 16 | 19 | 512 x 1024 |" in rows[1]
 
 
-@pytest.mark.slow
-def test_unknown_config_is_one_line_and_exit_2():
-    result = run("models", "--configs", "voc-r50-d9")
+def test_unknown_config_is_one_line_and_exit_2(capsys):
+    result = cli(capsys, "models", "--configs", "voc-r50-d9")
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown config 'voc-r50-d9'; valid names:")
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.slow
-def test_help_lists_the_commands():
-    result = run("--help")
+def test_help_lists_the_commands(capsys):
+    result = cli(capsys, "--help")
     assert result.returncode == 0 and "models" in result.stdout
 
 
@@ -70,7 +83,6 @@ def test_train_evaluate_predict_end_to_end(toy_root, tmp_path):
     assert (tmp_path / "masks" / f"{image.stem}_overlay.png").is_file()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -80,29 +92,22 @@ def test_train_evaluate_predict_end_to_end(toy_root, tmp_path):
         (["--data-root", "/nonexistent"], "make_toy.py --root /nonexistent"),
     ],
 )
-def test_bad_training_input_is_one_line(toy_root, tmp_path, args, message):
+def test_bad_training_input_is_one_line(toy_root, tmp_path, capsys, args, message):
     base = ["train", "--config", "toy-r50-d16", "--data-root", str(toy_root), "--out", str(tmp_path / "run")]
-    result = run(*base, *[f"--set={item}" for item in TINY], *args)
+    result = cli(capsys, *base, *[f"--set={item}" for item in TINY], *args)
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
-@pytest.mark.slow
-def test_a_missing_checkpoint_is_one_line(tmp_path):
-    result = run("evaluate", "--checkpoint", str(tmp_path / "missing.pth"))
+def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    result = cli(capsys, "evaluate", "--checkpoint", str(tmp_path / "missing.pth"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "missing.pth" in result.stderr
 
 
-@pytest.mark.slow
-def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy_root, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "deeplab", "train", "--config", "voc-r50-d16", "--data-root", str(toy_root)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = cli(capsys, "train", "--config", "voc-r50-d16", "--data-root", str(toy_root))
     assert result.returncode == 2
     assert result.stderr.startswith("error: ImageNet backbone weights weights/resnet50_v1c-2cccc1ad.pth not found")
     assert "python data_scripts/pretrained.py --root weights" in result.stderr
