@@ -1,7 +1,8 @@
 """Fixtures shared by the engine tests: a tiny toy dataset in the VOC layout and a small training config."""
 
-import subprocess
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +30,30 @@ TINY = [
 ]
 
 
+SESSION = "session-"  # the start of the names of the folders that session fixtures make
+
+
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory) -> Path:
     """A data root holding ``toy/`` with 8 training and 4 validation images."""
-    root = tmp_path_factory.mktemp("data")
-    command = [sys.executable, str(REPO / "data_scripts" / "make_toy.py"), "--root", str(root)]
-    subprocess.run([*command, "--train", "8", "--val", "4"], check=True, capture_output=True)
+    root = tmp_path_factory.mktemp(f"{SESSION}data")
+    sys.path.insert(0, str(REPO / "data_scripts"))
+    from make_toy import make_toy
+
+    make_toy(root, train=8, val=4)
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_folders_removed(tmp_path_factory) -> Iterator[None]:
+    """Remove the folders a test module's fixtures made (``tmp_path_factory.mktemp``) once the module is done, so
+    that checkpoints do not pile up over the session; ``tmp_path`` folders are pytest's (kept when a test fails)."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    for folder in set(base.iterdir()) - before:
+        if not folder.name.startswith(("test_", SESSION)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_mask(path: Path, values: np.ndarray, palette: bool = True) -> np.ndarray:
