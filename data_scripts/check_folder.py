@@ -25,16 +25,14 @@ Exit status 0 when there are no errors (warnings allowed), 1 otherwise; every er
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
@@ -46,7 +44,6 @@ from deeplab.data.classes import (
     ClassesFileError,
     Color,
     DatasetInfo,
-    flat_palette,
     read_classes_file,
 )
 from deeplab.data.datasets import (
@@ -58,8 +55,9 @@ from deeplab.data.datasets import (
     read_image,
     read_mask_file,
     scan_folder_split,
+    write_mask_file,
 )
-from deeplab.paths import OutputError, output_folder
+from deeplab.paths import OutputError, atomic_write, output_folder
 from deeplab.viz import overlay
 
 SHOWN = 3  # files named per problem
@@ -226,7 +224,7 @@ def read_pair(
     raw = read_mask_file(files.mask, hint=reader.fix_hint("image"))  # (C, H, W) uint8
     if converted is not None and raw.shape[0] in (3, 4):
         raw = rgb_to_indices(raw[:3], reader.palette, files.mask)
-        atomic_write(files.mask, lambda path: save_indices(raw[0], reader.palette, path))
+        write_mask_file(raw[0], reader.palette, files.mask)
         converted.append(files.mask)
     return image, reader.mask_labels(raw, files, tuple(image.shape[-2:]))
 
@@ -256,24 +254,6 @@ def rgb_to_indices(rgb: torch.Tensor, palette: Sequence[Color], path: Path) -> t
 
 def _code(color: Color) -> int:
     return (color[0] << 16) | (color[1] << 8) | color[2]
-
-
-def save_indices(indices: torch.Tensor, palette: Sequence[Color], path: Path) -> None:
-    """Write class indices ``(H, W)`` uint8 as a palette PNG: class ``k`` shows as ``palette[k]``, 255 as cream."""
-    colors = [*palette, *[(0, 0, 0)] * (IGNORE_INDEX - len(palette)), IGNORE_COLOR]  # 256 entries
-    png = Image.fromarray(indices.numpy())  # (H, W) uint8: mode "L"; putpalette makes it "P"
-    png.putpalette(flat_palette(colors))
-    png.save(path, format="PNG")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it over ``path``: never half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def thumbnail(image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser("predict", help="colourised masks and overlays for image files and folders")
+    predict = commands.add_parser("predict", help="class-index masks (palette PNGs) and overlays of images, folders")
     _add_common(predict, config_required=False)
     _add_checkpoint(predict)
     predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG) or folders of them")
@@ -176,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         required=True,
-        help="folder for <name>_mask.png and <name>_overlay.png (a folder's sub-folders are kept)",
+        help="folder for <name>_mask.png (class indices as a palette PNG) and <name>_overlay.png (a folder's "
+        "sub-folders are kept)",
+    )
+    predict.add_argument("--color", action="store_true", help="also <name>_color.png: the mask in RGB colours")
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also <name>_probabilities.npz: the class probabilities, float16 (C, H, W), and the class names",
     )
     _add_inference(predict)
     predict.set_defaults(run=_predict)

@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from deeplab.config import (
-    FOLDER,
-    Config,
-    ConfigError,
-    apply_override,
-    config_from_dict,
-    get_config,
-    validate_config,
-    with_dataset_classes,
-)
+from deeplab.config import Config, get_config, with_dataset_classes
 from deeplab.data import DatasetInfo, build_dataset, dataset_info
-from deeplab.data.datasets import IMAGE_SUFFIXES, DatasetNotFoundError, read_image
+from deeplab.data.datasets import IMAGE_SUFFIXES, DatasetNotFoundError, read_image, write_mask_file
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
-from deeplab.engine.evaluate import Inference, evaluate, inference_model, predict_probabilities
+from deeplab.engine.evaluate import MULTI_SCALES, Inference, evaluate, sliding
 from deeplab.engine.precision import autocast_dtype, emulation_note
 from deeplab.engine.runlog import FINAL_METRICS, LOG, atomic_write_json, read_log
 from deeplab.engine.train import set_gpu_numerics, train
-from deeplab.models import build_model
-from deeplab.models.weights import load_checkpoint, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT
-from deeplab.paths import output_folder
+from deeplab.paths import atomic_write, output_folder
 from deeplab.released import resolve_checkpoint
-
-MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+from deeplab.segmenter import Segmenter, load_trained
 
 
 def iou_table(metrics: dict[str, Any], class_names: list[str]) -> str:
@@ -93,50 +81,6 @@ def distributed_rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
-@dataclasses.dataclass
-class Trained:
-    """A trained model loaded from a checkpoint: its config, the model (eval mode) and what its classes are."""
-
-    config: Config
-    model: nn.Module
-    classes: DatasetInfo
-
-
-def load_trained(
-    checkpoint: Path, config_name: str | None, overrides: list[str], data_root: Path | None = None
-) -> Trained:
-    """The config stored in our checkpoint (or the named one, for sssegmentation's), the loaded model and the class
-    names and colours (stored in the checkpoint, else the dataset's; a folder dataset's need ``data_root``)."""
-    state = read_checkpoint(checkpoint)
-    stored = state.get("config")
-    if config_name:
-        config = get_config(config_name, overrides)
-        if data_root is not None:
-            config = with_dataset_classes(config, data_root)
-    elif stored:
-        config = config_from_dict(stored)
-        for override in overrides:
-            apply_override(config, override)
-        validate_config(config)
-    else:
-        raise ConfigError(f"{checkpoint} holds no config (an sssegmentation checkpoint?): pass --config NAME")
-    if config.model.num_classes == 0:
-        raise ConfigError(f"{config.name} takes its number of classes from a folder's classes.json: pass --data-root")
-    model = build_model(config)
-    load_checkpoint(checkpoint, model)
-    return Trained(config, model.eval(), checkpoint_classes(state, config, data_root))
-
-
-def checkpoint_classes(state: dict[str, Any], config: Config, data_root: Path | None = None) -> DatasetInfo:
-    """The class names and colours a checkpoint was trained with: stored in it (``"classes"``), or else those of its
-    config's dataset (read from ``data_root`` for a folder dataset)."""
-    if "classes" in state:
-        return DatasetInfo.from_dict(state["classes"])
-    if config.data.dataset == FOLDER and data_root is None:
-        raise ConfigError("the checkpoint holds no class names: pass --data-root, the folder with its classes.json")
-    return dataset_info(config.data.dataset, data_root)
-
-
 def model_from_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str]) -> tuple[Config, Any]:
     """The config stored in our checkpoint (or the named one, for sssegmentation's) and the loaded model."""
     trained = load_trained(checkpoint, config_name, overrides)
@@ -179,12 +123,6 @@ def inference_from_args(args: argparse.Namespace, crop_size: tuple[int, int] | N
         scales=MULTI_SCALES if args.multi_scale else (1.0,), flip=args.flip, fast=not args.plain, amp=args.amp
     )
     return sliding(inference, crop_size) if args.slide and crop_size is not None else inference
-
-
-def sliding(inference: Inference, crop_size: tuple[int, int]) -> Inference:
-    """``inference`` over windows of ``crop_size`` ``(H, W)`` that overlap by a third (stride 2/3 of the window)."""
-    stride = (crop_size[0] * 2 // 3, crop_size[1] * 2 // 3)
-    return dataclasses.replace(inference, window=crop_size, stride=stride)
 
 
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -255,15 +193,15 @@ def predict_command(
     released_root: Path = DEFAULT_ROOT,
     inference: Inference | None = None,
     slide: bool = False,
+    color: bool = False,
+    probabilities: bool = False,
     progress: bool = True,
 ) -> list[Path]:
-    """Write ``<stem>_mask.png`` (colourised prediction) and ``<stem>_overlay.png`` for every image file, and every
-    image in the folders among ``images`` (sub-folders kept, see :func:`image_files`). ``inference`` defaults to the
-    fast fp32 path; ``slide`` runs it over windows of the config's crop size (2/3 overlap)."""
-    from torchvision.io import write_png
+    """Segment every image file, and every image in the folders among ``images`` (sub-folders kept, see
+    :func:`image_files`), with :class:`~deeplab.segmenter.Segmenter`; write what :func:`write_prediction` writes.
+    ``inference`` defaults to the fast fp32 path; ``slide`` runs it over windows of the config's crop size (2/3
+    overlap). Returns the masks written."""
     from tqdm.auto import tqdm
-
-    from deeplab import viz
 
     inference = inference or Inference()
     pairs = image_files(images)
@@ -271,25 +209,49 @@ def predict_command(
     where = chosen_device(device)
     autocast_dtype(inference.amp, where, option="--amp")
     announce_emulation(inference, where)
-    trained = load_trained(resolve_checkpoint(checkpoint, config_name, released_root), config_name, [])
-    data = trained.config.data
+    source = resolve_checkpoint(checkpoint, config_name, released_root)
+    segmenter = Segmenter.from_trained(load_trained(source, config_name, [])).to(where)
     if slide:
-        inference = sliding(inference, data.crop_size)
-    network = inference_model(trained.model.to(where), inference, inplace=True)
-    palette, transform = trained.classes.palette, eval_transforms(scale=data.scale)
+        inference = sliding(inference, segmenter.config.data.crop_size)
     written = []
     for path, stem in tqdm(pairs, desc="predict", unit="image", disable=not progress):
         image = read_image(path)  # (3, H, W) uint8; a file that is not an image ends in one line
-        sample = transform({"image": image, "mask": torch.zeros(image.shape[-2:], dtype=torch.int64)})
-        batch = sample["image"].unsqueeze(0).to(where)
-        prediction = predict_probabilities(network, batch, tuple(image.shape[-2:]), inference).argmax(dim=1)[0].cpu()
+        scores = segmenter.infer(image, inference)  # (C, H, W)
         target = out / stem
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_png(viz.colorize_mask(prediction, palette), f"{target}_mask.png")
-        write_png(viz.overlay(image, prediction, palette), f"{target}_overlay.png")
-        written.append(Path(f"{target}_overlay.png"))
+        written.append(write_prediction(target, image, scores, segmenter.classes, color=color, scores=probabilities))
     print(f"wrote {len(written)} masks and overlays to {out}")
     return written
+
+
+def write_prediction(
+    target: Path, image: torch.Tensor, probabilities: torch.Tensor, classes: DatasetInfo, *, color: bool, scores: bool
+) -> Path:
+    """For ``image`` ``(3, H, W)`` and its class ``probabilities`` ``(C, H, W)``: ``<target>_mask.png``, the class
+    of each pixel as a palette PNG (values are class indices, viewers show the classes' colours), and
+    ``<target>_overlay.png``; with ``color``, ``<target>_color.png`` (RGB); with ``scores``,
+    ``<target>_probabilities.npz`` (``probabilities`` float16 ``(C, H, W)`` and ``classes``). Returns the mask."""
+    from torchvision.io import write_png
+
+    from deeplab import viz
+
+    prediction = probabilities.argmax(dim=0).to(torch.uint8)  # (H, W)
+    mask = Path(f"{target}_mask.png")
+    write_mask_file(prediction, classes.palette, mask)
+    pictures = {"overlay": viz.overlay(image, prediction, classes.palette)}
+    if color:
+        pictures["color"] = viz.colorize_mask(prediction, classes.palette)
+    for name, picture in pictures.items():
+        atomic_write(Path(f"{target}_{name}.png"), lambda file, picture=picture: write_png(picture, str(file)))
+    if scores:
+
+        def save_scores(file: Path) -> None:
+            with file.open("wb") as handle:  # a file object: np.savez would add ".npz" to the temporary's name
+                half = probabilities.to(torch.float16).numpy()
+                np.savez_compressed(handle, probabilities=half, classes=np.array(classes.classes))
+
+        atomic_write(Path(f"{target}_probabilities.npz"), save_scores)
+    return mask
 
 
 def predict_from_args(args: argparse.Namespace) -> list[Path]:
@@ -303,4 +265,6 @@ def predict_from_args(args: argparse.Namespace) -> list[Path]:
         released_root=args.released_root,
         inference=inference_from_args(args, crop_size=None),  # the window of --slide is the checkpoint config's
         slide=args.slide,
+        color=args.color,
+        probabilities=args.probabilities,
     )

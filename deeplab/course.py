@@ -20,7 +20,7 @@ from deeplab.models.zoo import RELEASED
 from deeplab.released import RELEASED_NAME, resolve_checkpoint
 
 if TYPE_CHECKING:  # deeplab.cli imports tqdm, which warns in a notebook without ipywidgets: imported where used
-    from deeplab.cli import Trained
+    from deeplab.segmenter import Trained
 
 MARKERS = ("notebooks", "data_scripts", "pyproject.toml")  # what a folder must hold to be the course's repository
 
@@ -101,7 +101,7 @@ def released_model(config_name: str, root: str | os.PathLike) -> Trained | None:
     """The reference's released model of ``config_name``, downloaded into ``root`` and verified on first use
     (:func:`deeplab.released.resolve_checkpoint`, without its progress lines), on the CPU in eval mode; ``None``,
     after printing :func:`how_to_get_released`'s line, when it can't be had (offline, or the download failed)."""
-    from deeplab.cli import load_trained
+    from deeplab.segmenter import load_trained
 
     try:
         path = resolve_checkpoint(RELEASED_NAME, config_name, Path(root), quiet=True)

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as F
 
-from deeplab.cli import Trained, load_trained
 from deeplab.data.transforms import MEAN, STD
 from deeplab.engine.runlog import atomic_write_json
 from deeplab.engine.train import set_gpu_numerics
@@ -42,6 +41,7 @@ from deeplab.models.export import (
 from deeplab.models.zoo import DEFAULT_ROOT
 from deeplab.paths import output_folder
 from deeplab.released import resolve_checkpoint
+from deeplab.segmenter import Trained, load_trained
 
 TOLERANCE = 1e-4  # largest |exported - eager| logit difference, as a fraction of the largest |eager| logit (>= 1)
 

@@ -33,7 +33,7 @@ Layouts (``root`` is the data folder, e.g. ``data/``; the ``data_scripts/`` name
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,12 +47,16 @@ from torchvision.io import ImageReadMode, decode_image
 from deeplab.data.classes import (
     CLASSES_FILE,
     IGNORE_INDEX,
+    VOC_COLORMAP,
+    Color,
     DatasetError,
     DatasetInfo,
     UnknownDatasetError,
     dataset_info,
+    flat_palette,
     read_classes_file,
 )
+from deeplab.paths import atomic_write
 
 Sample = dict[str, Any]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # of the folder dataset's images, in any case
@@ -98,6 +102,18 @@ def read_mask_file(path: Path, hint: str = REPLACE_FILE) -> torch.Tensor:
         with Image.open(path) as picture:
             return torch.from_numpy(np.asarray(picture, dtype=np.uint8).copy())[None]
     return read_image(path, ImageReadMode.UNCHANGED, hint)
+
+
+def write_mask_file(labels: torch.Tensor, palette: Sequence[Color], path: Path) -> None:
+    """Write class indices ``labels`` ``(H, W)`` uint8 as a palette PNG, PASCAL VOC's ``SegmentationClass``
+    convention: the pixel values are the indices (what :func:`read_mask_file` and PIL read back), ``palette[k]`` the
+    colour viewers show for class ``k``, cream for 255 (ignore). Written whole or not at all."""
+    from PIL import Image
+
+    colors = [*palette, *[(0, 0, 0)] * (IGNORE_INDEX - len(palette)), VOC_COLORMAP[IGNORE_INDEX]]  # 256 entries
+    png = Image.fromarray(labels.numpy())  # (H, W) uint8: mode "L"; putpalette makes it "P", the values unchanged
+    png.putpalette(flat_palette(colors))
+    atomic_write(path, lambda file: png.save(file, format="PNG"))
 
 
 def _is_packed_palette_png(path: Path) -> bool:

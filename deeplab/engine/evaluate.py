@@ -16,6 +16,7 @@ A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``De
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,15 @@ class Inference:
     stride: tuple[int, int] | None = None
     fast: bool = True
     amp: str = "none"
+
+
+MULTI_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # the reference's multi-scale test (--multi-scale)
+
+
+def sliding(inference: Inference, crop_size: tuple[int, int]) -> Inference:
+    """``inference`` over windows of ``crop_size`` ``(H, W)`` that overlap by a third (stride 2/3 of the window)."""
+    stride = (crop_size[0] * 2 // 3, crop_size[1] * 2 // 3)
+    return dataclasses.replace(inference, window=crop_size, stride=stride)
 
 
 def inference_model(model: nn.Module, inference: Inference = Inference(), *, inplace: bool = False) -> nn.Module:
