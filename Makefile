@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: setup dev demo check test lint format lab student reproduce bench clean
 
-setup: $(STAMP)  ## create .venv with the package and what the course and the commands need (no test tools)
+setup: $(STAMP)  ## create .venv with the package, the course and export extras, at constraints.txt's versions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,15 +19,15 @@ $(BIN)/python:
 # compiles (pip skips them too).
 COMPILE := $(BIN)/python -m compileall -qq -j 0 $(VENV)/lib > /dev/null || true
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --no-compile -e .
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[course,export]'
 	$(COMPILE)
 	touch $(STAMP)
 
 dev: $(DEV_STAMP)  ## add the dev extra: pytest, nbval, ruff, and the reference toolbox and peers tests compare with
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python  # one pip run for the package and its dev extra
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python  # one pip run for the package and its dev extra
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
 	$(COMPILE)
 	touch $(STAMP) $(DEV_STAMP)
 

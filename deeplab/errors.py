@@ -7,6 +7,7 @@ from deeplab.engine.logs import LogError
 from deeplab.engine.metrics import LabelError
 from deeplab.engine.precision import PrecisionError
 from deeplab.engine.train import TrainingError
+from deeplab.extras import MissingExtraError
 from deeplab.models.weights import CheckpointError
 from deeplab.paths import OutputError
 from deeplab.viz import MaskError
@@ -18,6 +19,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LabelError,
     LogError,
     MaskError,
+    MissingExtraError,
     OutputError,
     PrecisionError,
     TrainingError,

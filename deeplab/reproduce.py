@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deeplab.config import absolute_path_overrides, config_differences, get_config
+from deeplab.extras import require
 from deeplab.models.weights import require_backbone_weights
 from deeplab.models.zoo import RELEASED
 
@@ -66,6 +67,7 @@ def run_config(
     A finished run is skipped only if it was trained with the same config and overrides; otherwise it would put
     another experiment's numbers (e.g. a smoke run's) in the table, so the config is reported as failed.
     """
+    require("papermill", "nbformat", extra="course", purpose="reproduce (the training notebook under papermill)")
     import papermill
 
     folder = out / name

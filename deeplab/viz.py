@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -215,9 +216,7 @@ def plot_per_class_iou(
     shown, names = values[order], [class_names[i] for i in order]
     figure = Figure(figsize=(7, 1 + 0.28 * len(names)), layout="constrained")
     axes = figure.subplots()
-    import seaborn as sns  # here, not at the top: every command imports this module for MaskError
-
-    bars = axes.barh(range(len(names)), shown.nan_to_num(0.0).tolist(), color=sns.color_palette()[0])
+    bars = axes.barh(range(len(names)), shown.nan_to_num(0.0).tolist(), color="C0")
     axes.bar_label(bars, labels=["n/a" if math.isnan(v) else f"{v:.1f}" for v in shown.tolist()], padding=2)
     axes.set_yticks(range(len(names)), names)
     axes.invert_yaxis()  # first class on top
@@ -245,22 +244,18 @@ def plot_confusion_matrix(
     size = min(20.0, 3.0 + 0.35 * len(class_names))
     figure = Figure(figsize=(size + 1.5, size), layout="constrained")
     axes = figure.subplots()
-    labels = list(class_names) if len(class_names) <= 40 else False
-    import seaborn as sns
-
-    sns.heatmap(
-        values.numpy(),
-        ax=axes,
-        cmap="Blues",
-        vmin=0,
-        vmax=1 if normalize else None,
-        annot=len(class_names) <= 12,
-        fmt=".2f" if normalize else ".0f",
-        square=True,
-        xticklabels=labels,
-        yticklabels=labels,
-        cbar_kws={"label": "share of the row" if normalize else "pixels"},
-    )
+    image = axes.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    if len(class_names) <= 12:
+        darkest = float(values.nan_to_num(0.0).max()) or 1.0
+        for (row, column), value in np.ndenumerate(values.numpy()):
+            if not np.isnan(value):  # white text on the darker half of the colour scale
+                color = "white" if value > darkest / 2 else "black"
+                text = f"{value:.2f}" if normalize else f"{value:.0f}"
+                axes.text(column, row, text, ha="center", va="center", color=color, fontsize=8)
+    shown = list(class_names) if len(class_names) <= 40 else []
+    axes.set_xticks(range(len(shown)), shown, rotation=90)
+    axes.set_yticks(range(len(shown)), shown)
+    figure.colorbar(image, ax=axes, label="share of the row" if normalize else "pixels")
     axes.set(
         xlabel="predicted",
         ylabel="ground truth",

@@ -1,5 +1,6 @@
-"""The install: environment.yml installs what pyproject.toml declares, and the runtime dependencies (``make setup``,
-without the dev extra) cover everything the package, the data scripts and the notebooks import."""
+"""The install: environment.yml installs what ``make setup`` does, constraints.txt pins every dependency, and the
+runtime dependencies with the course and export extras cover everything the package, the data scripts and the
+notebooks import."""
 
 import ast
 import json
@@ -17,19 +18,33 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def environment_pip_packages() -> set[str]:
+def environment_pip_lines() -> list[str]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = lines.index("  - pip:")
-    packages = set()
-    for line in lines[start + 1 :]:
-        if not line.startswith("      - "):
-            break
-        packages.add(line.removeprefix("      - ").strip())
-    return packages - {"--editable ."}
+    return [line.removeprefix("      - ").strip() for line in lines[start + 1 :] if line.startswith("      - ")]
 
 
-def test_environment_yml_pins_the_runtime_dependencies():
-    assert environment_pip_packages() == set(PROJECT["dependencies"])
+def test_environment_yml_installs_what_make_setup_does():
+    setup = next(
+        line for line in (ROOT / "Makefile").read_text().splitlines() if "pip install" in line and "course" in line
+    )
+    assert setup.endswith("-c constraints.txt -e '.[course,export]'")
+    assert environment_pip_lines() == ["-c constraints.txt", "--editable .[course,export]"]
+
+
+def test_the_constraints_pin_every_dependency_and_extra_at_one_version():
+    pins = {
+        distribution_name(line): line.split("==")[1]
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert all(
+        line.count("==") == 1 for line in (ROOT / "constraints.txt").read_text().splitlines() if line[:1].isalnum()
+    )
+    required = [*PROJECT["dependencies"], *(r for extra in PROJECT["optional-dependencies"].values() for r in extra)]
+    names = {distribution_name(requirement) for requirement in required if "python_version" not in requirement}
+    assert names - {PROJECT["name"]} <= set(pins), sorted(names - {PROJECT["name"]} - set(pins))
+    assert (pins["torch"], pins["torchvision"]) == ("2.14.1", "0.29.1")
 
 
 def distribution_name(requirement: str) -> str:
@@ -59,7 +74,11 @@ def test_the_runtime_dependencies_cover_every_import_of_the_course_and_package()
     sources = {path: path.read_text() for path in [*ROOT.glob("deeplab/**/*.py"), *ROOT.glob("data_scripts/*.py")]}
     sources |= {path: notebook_code(path) for path in (ROOT / "notebooks").glob("*.ipynb")}
     first_party = {"deeplab", "data_scripts"} | {path.stem for path in (ROOT / "data_scripts").glob("*.py")}
-    declared = {distribution_name(requirement) for requirement in PROJECT["dependencies"]}
+    extras = PROJECT["optional-dependencies"]
+    declared = {
+        distribution_name(requirement)
+        for requirement in [*PROJECT["dependencies"], *extras["course"], *extras["export"]]
+    }
     providers = packages_distributions()
     missing = {
         f"{module} ({path.relative_to(ROOT)})"

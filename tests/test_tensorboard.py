@@ -1,6 +1,7 @@
 """TensorBoard logging: what a run's records and an evaluation write, read back from the event files."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,10 +14,11 @@ from torchvision import tv_tensors
 from torchvision.io import decode_png
 from torchvision.transforms.v2 import functional as F
 
-from deeplab.config import ConfigError, get_config
+from deeplab.config import get_config
 from deeplab.data import build_dataset, eval_transforms
 from deeplab.engine.evaluate import predict_probabilities
 from deeplab.engine.tensorboard import TensorBoardLog
+from deeplab.extras import MissingExtraError
 from deeplab.models import build_model
 from deeplab.viz import colorize_mask
 from tests.conftest import randomize_batchnorm
@@ -122,9 +124,11 @@ def test_disabled_imports_and_writes_nothing(tmp_path, monkeypatch, val_set, mod
     assert not (tmp_path / "tb").exists()
 
 
-def test_missing_package_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ConfigError, match=r"needs the tensorboard package: pip install tensorboard$"):
+def test_missing_package_is_a_one_line_error_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # an import fails
+    message = "TensorBoard logging (train.tensorboard=true): tensorboard not installed; pip install tensorboard (or "
+    message += "the deeplabv3plus-course package's [course] extra: pip install -e '.[course]' in a clone)"
+    with pytest.raises(MissingExtraError, match=f"^{re.escape(message)}$"):
         TensorBoardLog(tmp_path / "tb", ["a"], [(0, 0, 0)])
     assert not (tmp_path / "tb").exists()
 

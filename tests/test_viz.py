@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -115,11 +116,11 @@ def test_per_class_iou_bars_sorted_with_the_mean():
 def test_confusion_matrix_rows_sum_to_one():
     figure = viz.plot_confusion_matrix([[8, 2, 0], [0, 0, 0], [1, 1, 2]], NAMES)
     heat_map, colour_bar = figure.axes
-    values = heat_map.collections[0].get_array().reshape(3, 3)
+    values = heat_map.images[0].get_array()  # (3, 3), masked where a row has no pixel
     assert values[0].tolist() == pytest.approx([0.8, 0.2, 0.0]) and values[2].tolist() == pytest.approx(
         [0.25] * 2 + [0.5]
     )
-    assert values.mask[1].all()  # no pixels of class 1: blank row
+    assert np.ma.getmaskarray(values)[1].all()  # no pixels of class 1: blank row
     assert [label.get_text() for label in heat_map.get_xticklabels()] == NAMES
     assert (heat_map.get_xlabel(), heat_map.get_ylabel()) == ("predicted", "ground truth")
     assert len(heat_map.texts) == 6  # annotated cells (blank ones have no text)

@@ -25,9 +25,9 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
-from deeplab.config import ConfigError
 from deeplab.data.transforms import MEAN, STD
 from deeplab.engine.evaluate import predict_probabilities
+from deeplab.extras import require
 from deeplab.viz import IGNORE_INDEX, Palette, colorize_mask
 
 if TYPE_CHECKING:
@@ -133,13 +133,10 @@ class TensorBoardLog:
 
 def summary_writer(log_dir: Path, start: int) -> SummaryWriter:
     """A ``SummaryWriter`` on ``log_dir`` for a run starting at iteration ``start`` (see :class:`TensorBoardLog`);
-    :class:`ConfigError` when the ``tensorboard`` package is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError(
-            "TensorBoard logging (train.tensorboard=true) needs the tensorboard package: pip install tensorboard"
-        ) from None
+    :class:`~deeplab.extras.MissingExtraError` when the ``tensorboard`` package is not installed."""
+    require("tensorboard", extra="course", purpose="TensorBoard logging (train.tensorboard=true)")
+    from torch.utils.tensorboard import SummaryWriter
+
     if start == 0:
         for stale in log_dir.glob(EVENT_FILES):
             stale.unlink()

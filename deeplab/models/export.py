@@ -26,7 +26,6 @@ test scale (``data.scale``): the files do not resize.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deeplab.extras import require
 from deeplab.models.depthwise import DepthwiseConv2d
 from deeplab.models.fast import optimize_for_inference
 from deeplab.models.weights import CheckpointError
@@ -135,15 +135,8 @@ def _atomic(path: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def _require(*packages: str) -> None:
-    """Refuse in one line when the ONNX packages (the ``dev`` extra) are not installed."""
-    missing = [package for package in packages if importlib.util.find_spec(package) is None]
-    if missing:
-        raise ExportError(f"ONNX files need {' and '.join(missing)}: pip install {' '.join(missing)} (or '.[dev]')")
-
-
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, dynamic: bool) -> None:
-    _require("onnx", "onnxscript")
+    require("onnx", "onnxscript", extra="export", purpose="ONNX files")
     program = torch.onnx.export(
         model,
         (example,),
@@ -206,7 +199,7 @@ def load_exported(path: str | os.PathLike) -> Runner:
 
 
 def _onnx_runner(path: Path) -> Runner:
-    _require("onnxruntime")
+    require("onnxruntime", extra="export", purpose="checking ONNX files")
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
