@@ -13,10 +13,11 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from deeplab.config import config_names
+from deeplab.choices import AMP_CHOICES, EXPORT_FORMATS
 
 
 def _models(args: argparse.Namespace) -> None:
+    from deeplab.config import config_names
     from deeplab.models.complexity import zoo_table
 
     names = config_names(folder=False) if args.configs == "all" else args.configs.split(",")
@@ -97,20 +98,23 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_common(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
-    parser.add_argument("--config", required=config_required, help=f"config name, one of: {', '.join(config_names())}")
+    parser.add_argument(
+        "--config",
+        required=config_required,
+        help="config name: one of the 12 reference configs (python -m deeplab models lists them, e.g. voc-r50-d16), "
+        "their CPU-sized toy-* twins, or folder-* for a folder of your own",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
 
 
 def _add_inference(parser: argparse.ArgumentParser) -> None:
-    from deeplab.engine.precision import AMP_DTYPES
-
     parser.add_argument("--multi-scale", action="store_true", help="scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
     parser.add_argument("--slide", action="store_true", help="sliding windows of the crop size, 2/3 overlap")
 
     parser.add_argument(
         "--amp",
-        choices=list(AMP_DTYPES),
+        choices=AMP_CHOICES,
         default="none",
         help="autocast precision of the forward (default none: fp32, as the reference evaluates; fp16: GPUs only)",
     )
@@ -212,8 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=None, help="write log_comparison.{md,png} here")
     compare.set_defaults(run=_compare_logs)
 
-    from deeplab.models.export import FORMATS
-
     export = commands.add_parser(
         "export", help="an ONNX, TorchScript or ExportedProgram file of a checkpoint, checked against it"
     )
@@ -221,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=None, help="config name, for sssegmentation's checkpoints and 'released' (else stored)"
     )
     _add_checkpoint(export)
-    export.add_argument("--format", required=True, choices=FORMATS, help="the file's format")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the file's format")
     export.add_argument(
         "--out",
         type=Path,
@@ -236,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; bad input ends with a one-line ``error:`` message and exit status 2."""
+    """Run one command; bad input ends with a one-line ``error:`` message and exit status 2. ``--help`` and usage
+    errors answer before torch is imported."""
+    args = build_parser().parse_args(argv)
     from deeplab.errors import USER_ERRORS
 
-    args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except USER_ERRORS as error:

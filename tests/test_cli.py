@@ -112,3 +112,23 @@ def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy
     assert result.stderr.startswith("error: ImageNet backbone weights weights/resnet50_v1c-2cccc1ad.pth not found")
     assert "python data_scripts/pretrained.py --root weights" in result.stderr
     assert "model.pretrained=none" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_help_and_usage_errors_answer_without_importing_torch():
+    """They run in a fresh process: this one has imported torch long ago."""
+    script = """
+import sys
+from deeplab.__main__ import main
+statuses = []
+for argv in (["--help"], ["train", "--help"], ["train", "--bogus"], ["export", "--format", "png"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        statuses.append(exit.code)
+print(statuses, "torch imported:", "torch" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[0, 0, 2, 2] torch imported: False"
+    assert "the following arguments are required: --config" in result.stderr
+    assert "invalid choice: 'png'" in result.stderr

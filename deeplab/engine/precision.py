@@ -7,7 +7,9 @@ import functools
 
 import torch
 
-AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from deeplab.choices import AMP_CHOICES
+
+AMP_DTYPES: dict[str, torch.dtype | None] = dict(zip(AMP_CHOICES, (None, torch.bfloat16, torch.float16), strict=True))
 
 
 class PrecisionError(ValueError):

@@ -35,12 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from deeplab.choices import EXPORT_FORMATS
 from deeplab.extras import require
 from deeplab.models.depthwise import DepthwiseConv2d
 from deeplab.models.fast import optimize_for_inference
 from deeplab.models.weights import CheckpointError
 
-FORMATS = ("onnx", "torchscript", "exported-program")
+FORMATS = EXPORT_FORMATS
 FILE_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}  # how a file's name ends
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported-program": ".pt2"}  # default file names
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
