@@ -16,7 +16,7 @@ from deeplab.data import DatasetInfo, build_dataset, dataset_info
 from deeplab.data.datasets import IMAGE_SUFFIXES, DatasetNotFoundError, read_image, write_mask_file
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine import distributed
-from deeplab.engine.evaluate import MULTI_SCALES, Inference, evaluate, sliding
+from deeplab.engine.evaluate import Inference, evaluate, inference_of, sliding
 from deeplab.engine.precision import autocast_dtype, emulation_note
 from deeplab.engine.runlog import FINAL_METRICS, LOG, atomic_write_json, read_log
 from deeplab.engine.train import set_gpu_numerics, train
@@ -119,10 +119,8 @@ def evaluate_checkpoint(
 def inference_from_args(args: argparse.Namespace, crop_size: tuple[int, int] | None) -> Inference:
     """The ``Inference`` of ``--multi-scale``, ``--flip``, ``--slide`` (windows of ``crop_size``, 2/3 overlap; with
     ``crop_size=None`` the caller sets the window), ``--plain`` and ``--amp``."""
-    inference = Inference(
-        scales=MULTI_SCALES if args.multi_scale else (1.0,), flip=args.flip, fast=not args.plain, amp=args.amp
-    )
-    return sliding(inference, crop_size) if args.slide and crop_size is not None else inference
+    window = crop_size if args.slide else None
+    return inference_of(flip=args.flip, multi_scale=args.multi_scale, window=window, amp=args.amp, fast=not args.plain)
 
 
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:

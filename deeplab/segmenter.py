@@ -40,7 +40,7 @@ from deeplab.config import (
 )
 from deeplab.data import DatasetInfo, dataset_info
 from deeplab.data.transforms import eval_transforms
-from deeplab.engine.evaluate import MULTI_SCALES, Inference, inference_model, predict_probabilities, sliding
+from deeplab.engine.evaluate import Inference, inference_model, inference_of, predict_probabilities
 from deeplab.models import build_model
 from deeplab.models.weights import CheckpointError, load_checkpoint, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT, RELEASED
@@ -172,11 +172,18 @@ class Segmenter(
 
     ``deeplab_config`` is a config as ``dataclasses.asdict(config)`` gives it, ``classes`` as
     :meth:`DatasetInfo.to_dict` gives them; ``measured`` the mIoU measured of these weights, if any:
-    ``{"miou": 0..1, "where": "what data, which iteration"}``. Built from them, the weights are random: use
-    :meth:`from_checkpoint`, :meth:`from_released` or :meth:`from_pretrained`.
+    ``{"miou": 0..1, "where": "what data, which iteration"}``; ``network`` the config's model, if one is at hand
+    (else it is built, with random weights): use :meth:`from_checkpoint`, :meth:`from_released` or
+    :meth:`from_pretrained`.
     """
 
-    def __init__(self, deeplab_config: dict[str, Any], classes: dict[str, Any], measured: dict | None = None):
+    def __init__(
+        self,
+        deeplab_config: dict[str, Any],
+        classes: dict[str, Any],
+        measured: dict | None = None,
+        network: nn.Module | None = None,
+    ):
         super().__init__()
         self.config = config_from_dict(deeplab_config)
         self.classes = DatasetInfo.from_dict(classes)
@@ -186,7 +193,8 @@ class Segmenter(
                 "class names: pass the classes the model was trained with"
             )
         self.measured = measured
-        self.network = build_model(self.config)
+        self.network = network if network is not None else build_model(self.config)
+        self.transform = eval_transforms(scale=self.config.data.scale)  # the reference's test pipeline
         self.eval()
         self._fast: dict[tuple[torch.device, str], nn.Module] = {}  # the folded networks, by device and precision
 
@@ -209,10 +217,8 @@ class Segmenter(
 
     @classmethod
     def from_trained(cls, trained: Trained, measured: dict | None = None) -> Segmenter:
-        """The :class:`Segmenter` of a model :func:`load_trained` loaded (its weights copied)."""
-        segmenter = cls(dataclasses.asdict(trained.config), trained.classes.to_dict(), measured)
-        segmenter.network.load_state_dict(trained.model.state_dict())
-        return segmenter
+        """The :class:`Segmenter` of a model :func:`load_trained` loaded (the model itself, not a copy)."""
+        return cls(dataclasses.asdict(trained.config), trained.classes.to_dict(), measured, trained.model)
 
     @classmethod
     def from_released(cls, config_name: str, root: str | os.PathLike = DEFAULT_ROOT) -> Segmenter:
@@ -245,8 +251,7 @@ class Segmenter(
     def infer(self, image: ImageLike, inference: Inference) -> torch.Tensor:
         """Softmax probabilities ``(C, H, W)`` float32 of one image, at its size, as ``inference`` says."""
         pixels = as_image_tensor(image)
-        transform = eval_transforms(scale=self.config.data.scale)
-        sample = transform({"image": pixels, "mask": torch.zeros(pixels.shape[-2:], dtype=torch.int64)})
+        sample = self.transform({"image": pixels, "mask": torch.zeros(pixels.shape[-2:], dtype=torch.int64)})
         device = next(self.network.parameters()).device
         batch = sample["image"].unsqueeze(0).to(device)  # (1, 3, h, w) at the test scale, normalized
         with torch.inference_mode():
@@ -256,8 +261,8 @@ class Segmenter(
         self, *, flip: bool = False, multi_scale: bool = False, slide: bool = False, amp: str = "none"
     ) -> Inference:
         """The :class:`Inference` of these options; ``slide`` takes windows of the config's crop size, 2/3 overlap."""
-        inference = Inference(scales=MULTI_SCALES if multi_scale else (1.0,), flip=flip, amp=amp)
-        return sliding(inference, self.config.data.crop_size) if slide else inference
+        window = self.config.data.crop_size if slide else None
+        return inference_of(flip=flip, multi_scale=multi_scale, window=window, amp=amp)
 
     def runnable(self, inference: Inference) -> nn.Module:
         """The network that ``inference`` runs: its folded fast copy (made once per device and precision, and made

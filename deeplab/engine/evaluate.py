@@ -62,6 +62,16 @@ def sliding(inference: Inference, crop_size: tuple[int, int]) -> Inference:
     return dataclasses.replace(inference, window=crop_size, stride=stride)
 
 
+def inference_of(
+    *, flip: bool = False, multi_scale: bool = False, window: tuple[int, int] | None = None, amp: str = "none",
+    fast: bool = True,
+) -> Inference:  # fmt: skip
+    """The :class:`Inference` of the commands' options: ``--flip``, ``--multi-scale``, ``--slide`` (windows of
+    ``window``, see :func:`sliding`; ``None``: the whole image), ``--amp`` and ``--plain`` (``fast=False``)."""
+    inference = Inference(scales=MULTI_SCALES if multi_scale else (1.0,), flip=flip, fast=fast, amp=amp)
+    return sliding(inference, window) if window is not None else inference
+
+
 def inference_model(model: nn.Module, inference: Inference = Inference(), *, inplace: bool = False) -> nn.Module:
     """What evaluation runs: with ``inference.fast`` an optimized eval-mode copy of ``model`` (BatchNorm folded,
     no aux head, channels_last where that is faster on its device; with ``inplace``, ``model`` itself optimized,
