@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -146,8 +144,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     DATA.mkdir(exist_ok=True)
     with FileLock(DATA / ".toy.lock"):
         if not all(map(Path.is_file, TOY_LISTS)):  # make_toy writes the lists last
-            make_toy = [sys.executable, "data_scripts/make_toy.py", "--root", str(DATA)]
-            subprocess.run(make_toy, cwd=REPOSITORY, check=True, capture_output=True)
+            from deeplab.prepare.toy import make_toy
+
+            make_toy(DATA)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -31,9 +31,7 @@ import torch
 
 from deeplab.data import VOCSegmentation, train_transforms
 from deeplab.data.transforms import MEAN, STD
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import make_toy  # noqa: E402
+from deeplab.prepare import toy as make_toy
 
 SIZE = (375, 500)  # a typical VOC image, (H, W)
 CROP, SCALE = (512, 512), (2048, 512)

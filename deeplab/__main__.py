@@ -81,6 +81,47 @@ def _export(args: argparse.Namespace) -> None:
     )
 
 
+# The commands of ``data`` and ``weights``: each is a module with its own ``main(argv, prog)``, imported when it runs.
+DATA_COMMANDS = {
+    "voc": ("deeplab.prepare.voc", "download and prepare PASCAL VOC 2012 + SBD (trainaug/val)"),
+    "ade20k": ("deeplab.prepare.ade20k", "download and prepare ADE20k (ADEChallengeData2016)"),
+    "cityscapes": ("deeplab.prepare.cityscapes", "prepare Cityscapes from its archives (19 training classes)"),
+    "toy": ("deeplab.prepare.toy", "generate the toy shapes dataset (VOC or folder layout)"),
+    "check": ("deeplab.prepare.check", "check a folder dataset of your own: every problem at once, class balance"),
+    "download": ("deeplab.prepare.download", "download one file from mirrors, resumable and verified"),
+}
+WEIGHTS_COMMANDS = {
+    "imagenet": ("deeplab.weights.imagenet", "the ImageNet ResNetV1c backbones the reference configs start from"),
+    "released": ("deeplab.weights.released", "the reference's released checkpoints and logs, verified by content"),
+}
+
+
+def _delegate(group: str, table: dict[str, tuple[str, str]]) -> typing.Callable[[argparse.Namespace], int]:
+    """Run the command ``args.what`` of ``table`` with the arguments after it."""
+
+    def run(args: argparse.Namespace) -> int:
+        from importlib import import_module
+
+        module, _ = table[args.what]
+        return import_module(module).main(args.arguments, prog=f"python -m deeplab {group} {args.what}") or 0
+
+    return run
+
+
+def _add_group(commands: typing.Any, group: str, table: dict[str, tuple[str, str]], help_text: str) -> None:
+    """``python -m deeplab GROUP WHAT [ARGUMENTS ...]``: ``WHAT --help`` shows that command's own options."""
+    listing = "\n".join(f"  {name:<11} {text}" for name, (_, text) in table.items())
+    parser = commands.add_parser(
+        group,
+        help=help_text,
+        description=f"{help_text}. Commands:\n{listing}\nSee python -m deeplab {group} WHAT --help.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", choices=list(table), metavar="WHAT", help=", ".join(table))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="its options (see WHAT --help)")
+    parser.set_defaults(run=_delegate(group, table))
+
+
 def _positive(text: str) -> int:
     """An integer >= 1, for argparse."""
     if not text.isdigit() or int(text) < 1:
@@ -234,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=_size, default=None, help="H,W of the example traced and verified (default: the crop size)"
     )
     export.set_defaults(run=_export)
+
+    _add_group(commands, "data", DATA_COMMANDS, "download and prepare datasets, make the toy data, check your own")
+    _add_group(commands, "weights", WEIGHTS_COMMANDS, "download and verify ImageNet backbones and released models")
     return parser
 
 
@@ -244,11 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from deeplab.errors import USER_ERRORS
 
     try:
-        args.run(args)
+        return args.run(args) or 0
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

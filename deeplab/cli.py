@@ -22,8 +22,8 @@ from deeplab.engine.runlog import FINAL_METRICS, LOG, atomic_write_json, read_lo
 from deeplab.engine.train import set_gpu_numerics, train
 from deeplab.models.zoo import DEFAULT_ROOT
 from deeplab.paths import atomic_write, output_folder
-from deeplab.released import resolve_checkpoint
 from deeplab.segmenter import Segmenter, load_trained
+from deeplab.weights.released import resolve_checkpoint
 
 
 def iou_table(metrics: dict[str, Any], class_names: list[str]) -> str:

@@ -122,7 +122,8 @@ _DATASETS = {
 }
 
 
-# open-mmlab's ImageNet ResNetV1c files, which every reference run starts from (data_scripts/pretrained.py gets them).
+# open-mmlab's ImageNet ResNetV1c files, which every reference run starts from
+# (`python -m deeplab weights imagenet` gets them).
 IMAGENET_V1C = {50: "weights/resnet50_v1c-2cccc1ad.pth", 101: "weights/resnet101_v1c-e67eebb6.pth"}
 
 
@@ -140,7 +141,7 @@ def _reference_config(dataset: str, depth: int, output_stride: int) -> Config:
 
 
 def _toy_config(depth: int, output_stride: int) -> Config:
-    """The CPU-sized recipe for the toy shapes (``data_scripts/make_toy.py``): same network with 256-channel heads,
+    """The CPU-sized recipe for the toy shapes (``python -m deeplab data toy``): same network with 256-channel heads,
     112x112 crops, bf16, and AdamW, which trains from scratch (no ImageNet weights) in far fewer steps than SGD;
     data is loaded in the training process, where a worker process would only compete for the CPU cores."""
     return Config(

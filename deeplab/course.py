@@ -17,7 +17,7 @@ from deeplab.config import Config, config_differences
 from deeplab.engine.runlog import FINAL_METRICS
 from deeplab.models.weights import CheckpointError
 from deeplab.models.zoo import RELEASED
-from deeplab.released import RELEASED_NAME, resolve_checkpoint
+from deeplab.weights.released import RELEASED_NAME, resolve_checkpoint
 
 if TYPE_CHECKING:  # deeplab.cli imports tqdm, which warns in a notebook without ipywidgets: imported where used
     from deeplab.segmenter import Trained
@@ -92,15 +92,16 @@ def how_to_get_released(config_name: str, root: str | os.PathLike) -> str:
     file = RELEASED[config_name].checkpoint
     return (
         f"skipped: the released {config_name} weights ({file}) are not in {root} and could not be downloaded: with "
-        f"internet, run the notebook again (it downloads them), or python data_scripts/checkpoints.py --root {root} "
+        f"internet, run the notebook again (it downloads them), or python -m deeplab weights released --root {root} "
         f"--configs {config_name}"
     )
 
 
 def released_model(config_name: str, root: str | os.PathLike) -> Trained | None:
     """The reference's released model of ``config_name``, downloaded into ``root`` and verified on first use
-    (:func:`deeplab.released.resolve_checkpoint`, without its progress lines), on the CPU in eval mode; ``None``,
-    after printing :func:`how_to_get_released`'s line, when it can't be had (offline, or the download failed)."""
+    (:func:`deeplab.weights.released.resolve_checkpoint`, without its progress lines), on the CPU in eval mode;
+    ``None``, after printing :func:`how_to_get_released`'s line, when it can't be had (offline, or the download
+    failed)."""
     from deeplab.segmenter import load_trained
 
     try:

@@ -40,8 +40,8 @@ from deeplab.models.export import (
 )
 from deeplab.models.zoo import DEFAULT_ROOT
 from deeplab.paths import output_folder
-from deeplab.released import resolve_checkpoint
 from deeplab.segmenter import Trained, load_trained
+from deeplab.weights.released import resolve_checkpoint
 
 TOLERANCE = 1e-4  # largest |exported - eager| logit difference, as a fraction of the largest |eager| logit (>= 1)
 

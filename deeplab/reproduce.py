@@ -226,7 +226,7 @@ def evaluate_released(
     from deeplab.engine.evaluate import Inference
     from deeplab.engine.runlog import FINAL_METRICS, atomic_write_json
     from deeplab.errors import USER_ERRORS
-    from deeplab.released import RELEASED_NAME, resolve_checkpoint
+    from deeplab.weights.released import RELEASED_NAME, resolve_checkpoint
 
     metrics_file = out / name / "released" / FINAL_METRICS
     if metrics_file.is_file():

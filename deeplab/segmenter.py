@@ -44,7 +44,7 @@ from deeplab.engine.evaluate import Inference, inference_model, inference_of, pr
 from deeplab.models import build_model
 from deeplab.models.weights import CheckpointError, load_checkpoint, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT, RELEASED
-from deeplab.released import resolve_checkpoint
+from deeplab.weights.released import resolve_checkpoint
 
 ImageLike = Union[PILImage.Image, np.ndarray, torch.Tensor]  # noqa: UP007 (a runtime alias, for isinstance too)
 WEIGHTS = "model.safetensors"

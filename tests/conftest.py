@@ -1,7 +1,6 @@
 """Fixtures shared by the engine tests: a tiny toy dataset in the VOC layout and a small training config."""
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,8 +36,7 @@ SESSION = "session-"  # the start of the names of the folders that session fixtu
 def toy_root(tmp_path_factory) -> Path:
     """A data root holding ``toy/`` with 8 training and 4 validation images."""
     root = tmp_path_factory.mktemp(f"{SESSION}data")
-    sys.path.insert(0, str(REPO / "data_scripts"))
-    from make_toy import make_toy
+    from deeplab.prepare.toy import make_toy
 
     make_toy(root, train=8, val=4)
     return root

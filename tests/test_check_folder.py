@@ -1,8 +1,6 @@
-"""data_scripts/check_folder.py: every problem of a folder dataset at once, the class balance, and --convert-rgb."""
+"""``python -m deeplab data check``: every problem of a folder dataset at once, the class balance, --convert-rgb."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +10,8 @@ from test_folder_dataset import CLASSES, HEIGHT, WIDTH, make_folder, write_image
 from torchvision.io import decode_image
 
 from deeplab.data import build_dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import check_folder  # noqa: E402
-import make_toy  # noqa: E402
+from deeplab.prepare import check as check_folder
+from deeplab.prepare import toy as make_toy
 
 
 def test_a_good_folder_passes_and_writes_the_report(tmp_path, capsys):

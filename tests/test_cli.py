@@ -89,7 +89,7 @@ def test_train_evaluate_predict_end_to_end(toy_root, tmp_path):
         (["--set", "train.epoch=2"], "error: unknown config key 'train.epoch'; valid keys: train.epochs,"),
         (["--set", "train.epochs=two"], "error: train.epochs expects int, got 'two'"),
         (["--resume"], "error: no checkpoint to resume in"),
-        (["--data-root", "/nonexistent"], "make_toy.py --root /nonexistent"),
+        (["--data-root", "/nonexistent"], "python -m deeplab data toy --root /nonexistent"),
     ],
 )
 def test_bad_training_input_is_one_line(toy_root, tmp_path, capsys, args, message):
@@ -110,7 +110,7 @@ def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy
     result = cli(capsys, "train", "--config", "voc-r50-d16", "--data-root", str(toy_root))
     assert result.returncode == 2
     assert result.stderr.startswith("error: ImageNet backbone weights weights/resnet50_v1c-2cccc1ad.pth not found")
-    assert "python data_scripts/pretrained.py --root weights" in result.stderr
+    assert "python -m deeplab weights imagenet --root weights" in result.stderr
     assert "model.pretrained=none" in result.stderr and result.stderr.count("\n") == 1
 
 

@@ -1,4 +1,4 @@
-"""data_scripts/{voc,ade20k,cityscapes}.py end to end on tiny archives in the official layouts, and their pieces."""
+"""``python -m deeplab data voc|ade20k|cityscapes`` end to end on tiny archives in the official layouts."""
 
 import hashlib
 import subprocess
@@ -13,14 +13,11 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
-sys.path.insert(0, str(SCRIPTS))
-import ade20k  # noqa: E402
-import cityscapes  # noqa: E402
-import download  # noqa: E402
-import voc  # noqa: E402
+from deeplab.__main__ import main as deeplab_main
+from deeplab.data.classes import VOC_PALETTE
+from deeplab.prepare import ade20k, cityscapes, download, voc
 
-from deeplab.data.classes import VOC_PALETTE  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 
 RNG = np.random.default_rng(0)
 
@@ -251,15 +248,26 @@ def test_cityscapes_takes_extracted_folders_and_explains_a_missing_one(tmp_path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("script", "option"),
+    ("group", "what", "option"),
     [
-        ("voc.py", "--no-verify-counts"),
-        ("ade20k.py", "--archive"),
-        ("cityscapes.py", "--workers"),
-        ("download.py", "--checksum"),
+        ("data", "voc", "--no-verify-counts"),
+        ("data", "ade20k", "--archive"),
+        ("data", "cityscapes", "--workers"),
+        ("data", "download", "--checksum"),
+        ("data", "toy", "--layout"),
+        ("data", "check", "--convert-rgb"),
+        ("weights", "imagenet", "--depth"),
+        ("weights", "released", "--configs"),
     ],
 )
-def test_help(script: str, option: str):
-    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--help"], capture_output=True, text=True)
+def test_each_command_answers_help_under_its_own_name(group: str, what: str, option: str, capsys):
+    with pytest.raises(SystemExit) as leaving:
+        deeplab_main([group, what, "--help"])
+    usage = capsys.readouterr().out
+    assert leaving.value.code == 0 and usage.startswith(f"usage: python -m deeplab {group} {what} ") and option in usage
+
+
+def test_a_data_script_runs_its_command_as_printed():
+    result = subprocess.run([sys.executable, str(SCRIPTS / "voc.py"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage:") and option in result.stdout
+    assert result.stdout.startswith("usage: voc.py") and "--no-verify-counts" in result.stdout

@@ -164,10 +164,12 @@ def one_line_error(error_type: type, match: str, make) -> str:
 
 
 def test_missing_root_names_the_script(tmp_path):
-    for cls, script in ((VOCSegmentation, "voc.py"), (ADE20k, "ade20k.py"), (Cityscapes, "cityscapes.py")):
+    for cls, command in ((VOCSegmentation, "voc"), (ADE20k, "ade20k"), (Cityscapes, "cityscapes")):
         message = one_line_error(DatasetNotFoundError, "not found", lambda cls=cls: cls(tmp_path, "train"))
-        assert f"python data_scripts/{script} --root {tmp_path}" in message
-    assert "make_toy.py" in one_line_error(DatasetNotFoundError, "not found", lambda: ToyDataset(tmp_path, "train"))
+        assert f"python -m deeplab data {command} --root {tmp_path}" in message
+    assert "python -m deeplab data toy" in one_line_error(
+        DatasetNotFoundError, "not found", lambda: ToyDataset(tmp_path, "train")
+    )
 
 
 def test_unknown_split_or_dataset(tmp_path):
@@ -184,7 +186,7 @@ def test_missing_or_empty_split_file(tmp_path):
     message = one_line_error(
         DatasetNotFoundError, "trainval.txt not found", lambda: VOCSegmentation(tmp_path, "trainval")
     )
-    assert "data_scripts/voc.py" in message
+    assert "python -m deeplab data voc" in message
     (lists / "val.txt").write_text("\n")
     one_line_error(DatasetNotFoundError, "split 'val' .* is empty", lambda: VOCSegmentation(tmp_path, "val"))
 
@@ -196,14 +198,14 @@ def test_listed_id_with_a_missing_file(tmp_path, which):
     message = one_line_error(
         DatasetNotFoundError, r"not found \(1 of the 4 images and masks", lambda: VOCSegmentation(tmp_path, "train")
     )
-    assert message.startswith(str(tmp_path / "VOCdevkit/VOC2012" / which)) and "data_scripts/voc.py" in message
+    assert message.startswith(str(tmp_path / "VOCdevkit/VOC2012" / which)) and "python -m deeplab data voc" in message
 
 
 def test_cityscapes_without_train_ids_says_to_convert(tmp_path):
     make_cityscapes(tmp_path)
     next((tmp_path / "cityscapes/gtFine/val").rglob("*labelTrainIds.png")).unlink()
     message = one_line_error(DatasetNotFoundError, "labelTrainIds.png", lambda: Cityscapes(tmp_path, "val"))
-    assert "data_scripts/cityscapes.py" in message
+    assert "python -m deeplab data cityscapes" in message
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])

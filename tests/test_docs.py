@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from deeplab.__main__ import build_parser
+from deeplab.__main__ import DATA_COMMANDS, WEIGHTS_COMMANDS, build_parser
 from deeplab.config import config_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +184,9 @@ def deeplab_problem(arguments: list[str]) -> str | None:
     unknown = unknown_configs(arguments)
     if unknown:
         return f"unknown configs {unknown}"
+    groups = {"data": DATA_COMMANDS, "weights": WEIGHTS_COMMANDS}
+    if len(arguments) > 1 and arguments[1] in groups.get(arguments[0], {}):  # its own parser reads what follows
+        return parser_error(importlib.import_module(groups[arguments[0]][arguments[1]][0]).main, arguments[2:])
     return parser_error(lambda arguments: build_parser().parse_args(arguments), arguments)
 
 
@@ -285,6 +288,9 @@ def test_every_command_named_in_the_text_exists(page):
         ("python data_scripts/voc.py --root data --archive VOC.tar", None),
         ("python data_scripts/voc.py --roots data", "unrecognized arguments: --roots"),
         ("python data_scripts/nothing.py", "not one of the repository's commands"),
+        ("python -m deeplab data voc --root data --archive VOC.tar", None),
+        ("python -m deeplab data voc --roots data", "unrecognized arguments: --roots"),
+        ("python -m deeplab weights imagenet --depth 34", "invalid choice: 34"),
         ("python -m benchmarks miou --images 20", None),
         ("python -m benchmarks miou --imagez 20", "unrecognized arguments: --imagez"),
         ("srun torchrun --nproc-per-node 8 -m deeplab train --config voc-r50-d8 $RESUME", None),

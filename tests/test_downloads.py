@@ -1,9 +1,8 @@
-"""data_scripts/download.py: resumable, mirrored, checksummed downloads from a local server, and safe extraction."""
+"""deeplab.prepare.download: resumable, mirrored, checksummed downloads from a local server, and safe extraction."""
 
 import hashlib
 import io
 import random
-import sys
 import tarfile
 import threading
 import zipfile
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import download  # noqa: E402
+from deeplab.prepare import download
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 MD5 = f"md5:{hashlib.md5(PAYLOAD).hexdigest()}"
@@ -117,7 +115,7 @@ def test_mirrors_are_tried_in_order(server: RangeServer, tmp_path: Path):
 
 def test_all_mirrors_failing_points_to_archive_option(server: RangeServer, tmp_path: Path):
     urls = (server.url("missing.bin"), "http://127.0.0.1:9/closed-port.bin")
-    with pytest.raises(download.DataScriptError, match="HTTP 404.*--archive PATH/data.bin"):
+    with pytest.raises(download.PrepareError, match="HTTP 404.*--archive PATH/data.bin"):
         download.fetch(download.Resource("data.bin", urls, MD5), tmp_path / "dl")
 
 
@@ -131,7 +129,7 @@ def test_archive_option_is_verified_and_used_in_place(server: RangeServer, tmp_p
     mine.write_bytes(PAYLOAD[:-1])
     with pytest.raises(download.ChecksumError, match="not the published data.bin"):
         download.fetch(resource, tmp_path / "dl", archive=mine)
-    with pytest.raises(download.DataScriptError, match="no such file"):
+    with pytest.raises(download.PrepareError, match="no such file"):
         download.fetch(resource, tmp_path / "dl", archive=tmp_path / "nowhere" / "data.bin")
 
 
@@ -209,5 +207,5 @@ def test_safe_archives_extract(tmp_path: Path):
 
 def test_not_an_archive_is_a_clear_error(tmp_path: Path):
     (tmp_path / "junk.tar").write_bytes(b"not an archive")
-    with pytest.raises(download.DataScriptError, match="junk.tar: neither a tar nor a zip"):
+    with pytest.raises(download.PrepareError, match="junk.tar: neither a tar nor a zip"):
         download.extract(tmp_path / "junk.tar", tmp_path / "target")

@@ -1,7 +1,6 @@
 """The folder dataset (a user's own images and masks) and its classes.json: both layouts, and one line per problem."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,8 @@ from deeplab.data import (
 from deeplab.data.classes import VOC_COLORMAP
 from deeplab.data.datasets import read_mask_file
 from deeplab.errors import USER_ERRORS
+from deeplab.prepare import toy as make_toy
 from tests.conftest import write_mask
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import make_toy  # noqa: E402
 
 HEIGHT, WIDTH = 32, 48
 CLASSES = {"classes": ["background", "cat", "dog"], "palette": [[0, 0, 0], [200, 0, 0], [0, 200, 0]]}
@@ -223,9 +220,9 @@ def test_bad_folders_raise_one_line_naming_the_file(tmp_path, case):
             pass
 
     message = one_line(USER_ERRORS, read, str(tmp_path / expected.split(" ")[0].rstrip(":")), expected)
-    assert "check_folder.py" in message
+    assert "python -m deeplab data check" in message
     if case == "rgb mask":
-        assert f"check_folder.py {tmp_path} --convert-rgb" in message
+        assert f"python -m deeplab data check {tmp_path} --convert-rgb" in message
 
 
 def test_lists_layout_names_a_listed_id_without_files(tmp_path):

@@ -1,4 +1,4 @@
-"""data_scripts/pretrained.py: ImageNet backbone downloads from a local server, checked by SHA-256 prefix and keys.
+"""``python -m deeplab weights imagenet``: backbone downloads from a local server, checked by SHA-256 prefix and keys.
 
 The published files are replaced by tiny checkpoints of a tiny stand-in backbone, each named after its own
 SHA-256 prefix as open-mmlab names theirs; one test checks the real deep-stem backbone's key names.
@@ -6,7 +6,6 @@ SHA-256 prefix as open-mmlab names theirs; one test checks the real deep-stem ba
 
 import hashlib
 import io
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -15,14 +14,12 @@ import torch
 from torch import nn
 
 from deeplab.models.weights import CheckpointError, load_backbone_weights
+from deeplab.prepare import download
+from deeplab.weights import imagenet as pretrained
 from tests import test_downloads
 from tests.test_downloads import RangeServer
 
 server = test_downloads.server  # the local HTTP server fixture (127.0.0.1, Range requests), shared
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import download  # noqa: E402
-import pretrained  # noqa: E402
 
 
 def tiny_backbone(depth: int = 50) -> nn.Module:
@@ -142,7 +139,7 @@ def test_file_option_checks_and_copies_into_root(
 def test_a_file_that_is_no_state_dict_is_a_clear_error(publish, tmp_path: Path, data: bytes, reason: str):
     publish(data)
     root = tmp_path / "weights"
-    with pytest.raises(download.DataScriptError, match=reason) as error:
+    with pytest.raises(download.PrepareError, match=reason) as error:
         pretrained.obtain(50, root, None)
     assert "\n" not in str(error.value) and "deleted it; run again" in str(error.value)
     assert list(root.iterdir()) == []
@@ -167,7 +164,7 @@ def test_keys_that_do_not_fit_name_their_counts(tiny, tmp_path: Path, change, co
     if counts is None:
         assert pretrained.obtain(50, root, None) == root / name
         return
-    with pytest.raises(download.DataScriptError, match=counts) as error:
+    with pytest.raises(download.PrepareError, match=counts) as error:
         pretrained.obtain(50, root, None)
     assert f"delete {root / name} and run again" in str(error.value) and (root / name).exists()
 

@@ -1,6 +1,5 @@
-"""data_scripts/make_toy.py: deterministic, in the VOC layout, loadable by ToyDataset, and a real segmentation task."""
+"""``python -m deeplab data toy``: deterministic, in the VOC layout, loadable by ToyDataset, a real task."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +7,7 @@ import pytest
 import scipy.ndimage
 
 from deeplab.data import TOY_CLASSES, ToyDataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import make_toy  # noqa: E402
+from deeplab.prepare import toy as make_toy
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:

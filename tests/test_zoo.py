@@ -1,4 +1,4 @@
-"""deeplab.models.zoo and data_scripts/checkpoints.py: the reference's released checkpoints, from a local server.
+"""deeplab.models.zoo and ``python -m deeplab weights released``: the reference's released checkpoints, served locally.
 
 The release is stood in for by two full-size files made once per module from sssegmentation's own network (random
 weights): voc-r50-d16 in today's layout and voc-r50-d8 in the 2020 one (the same tensors: output strides 8 and 16
@@ -26,6 +26,8 @@ from deeplab.data.transforms import eval_transforms
 from deeplab.engine.metrics import ConfusionMatrix
 from deeplab.models import zoo
 from deeplab.models.weights import CheckpointError, load_checkpoint
+from deeplab.prepare import download
+from deeplab.weights import released as checkpoints
 from tests import test_downloads
 from tests.conftest import TINY
 from tests.reference_ssseg import build_reference, reference_logits
@@ -34,9 +36,6 @@ from tests.test_reference_equivalence import randomized_reference
 
 server = test_downloads.server  # the local HTTP server fixture (127.0.0.1, Range requests), shared
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
-import checkpoints  # noqa: E402
-import download  # noqa: E402
 
 D16, D8 = zoo.RELEASED["voc-r50-d16"], zoo.RELEASED["voc-r50-d8"]
 LOG = (
@@ -228,7 +227,7 @@ def test_no_network_points_to_archive(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_released_checkpoint_rechecks_the_sha256(tmp_path: Path):
     path = tmp_path / D8.checkpoint
-    fix = f"; run python data_scripts/checkpoints.py --root {tmp_path} --configs voc-r50-d8"
+    fix = f"; run python -m deeplab weights released --root {tmp_path} --configs voc-r50-d8"
     with pytest.raises(CheckpointError, match=re.escape(f"{path} not found{fix}")):
         zoo.released_checkpoint("voc-r50-d8", tmp_path)
     path.write_bytes(b"weights")

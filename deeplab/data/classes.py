@@ -119,7 +119,7 @@ _CITYSCAPES_TRAIN = sorted(
 CITYSCAPES_CLASSES = tuple(c.name for c in _CITYSCAPES_TRAIN)
 CITYSCAPES_COLORS: tuple[Color, ...] = tuple(c.color for c in _CITYSCAPES_TRAIN)
 
-# The procedurally generated toy dataset (data_scripts/make_toy.py): shape identifies the class, never colour.
+# The procedurally generated toy dataset (python -m deeplab data toy): shape identifies the class, never colour.
 TOY_CLASSES = ("background", "disc", "square", "triangle", "cross", "ring")
 TOY_COLORS: tuple[Color, ...] = tuple(VOC_COLORMAP[: len(TOY_CLASSES)])
 

@@ -4,7 +4,8 @@
 tv_tensors.Mask, "id": str}``; mask values are class indices ``0 .. num_classes - 1`` or ``ignore_index`` (255).
 With ``transforms`` the dict goes through them as a whole, so image and mask are transformed together.
 
-Layouts (``root`` is the data folder, e.g. ``data/``; the ``data_scripts/`` named in the errors prepare them):
+Layouts (``root`` is the data folder, e.g. ``data/``; the ``python -m deeplab data`` commands named in the errors
+prepare them):
 
 - VOC 2012: ``root/VOCdevkit/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png,
   SegmentationClassAug/<id>.png, ImageSets/Segmentation/<split>.txt}``; ``train_aug`` reads SegmentationClassAug.
@@ -26,7 +27,7 @@ Layouts (``root`` is the data folder, e.g. ``data/``; the ``data_scripts/`` name
   ``test``, ...); ids may contain subfolders (``images/train/city_a/x.jpg`` is id ``city_a/x`` with the mask
   ``masks/train/city_a/x.png``) and are read in sorted order; files and folders whose names start with ``.`` are
   skipped. A mask is a single-channel PNG (grayscale or palette) of class indices ``0 .. K - 1`` (``K`` classes in
-  ``classes.json``, see :mod:`deeplab.data.classes`), 255 for "ignore". ``python data_scripts/check_folder.py root``
+  ``classes.json``, see :mod:`deeplab.data.classes`), 255 for "ignore". ``python -m deeplab data check root``
   reports every problem of such a folder at once; the dataset stops at the first, in one line.
 """
 
@@ -134,12 +135,12 @@ class SegmentationDataset(Dataset):
     """Pairs of images and class masks from ``root`` for ``split``; subclasses describe their layout.
 
     Subclasses set ``name`` (the key of :func:`deeplab.data.dataset_info`), ``folder`` (the dataset's folder under
-    ``root``), ``script`` (the data script that prepares it) and ``splits``, and implement :meth:`list_samples`.
+    ``root``), ``command`` (the ``python -m deeplab data`` command that prepares it) and ``splits``, and implement :meth:`list_samples`.
     """
 
     name: ClassVar[str]
     folder: ClassVar[str]
-    script: ClassVar[str]
+    command: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
     reduce_zero_label: ClassVar[bool] = False  # raw 0 means "unlabelled" (-> 255) and raw k means class k - 1
     ignore_index: int = IGNORE_INDEX
@@ -179,7 +180,7 @@ class SegmentationDataset(Dataset):
 
     def prepare_hint(self) -> str:
         """The command that prepares this dataset under ``root``."""
-        return f"run `python data_scripts/{self.script} --root {self.root}` to download and prepare it"
+        return f"run `python -m deeplab data {self.command} --root {self.root}` to download and prepare it"
 
     def fix_hint(self, problem: str) -> str:
         """What to do about a bad file, the end of its message: ``problem`` is ``"image"`` (cannot be decoded),
@@ -251,7 +252,7 @@ class SegmentationDataset(Dataset):
 class VOCSegmentation(SegmentationDataset):
     """PASCAL VOC 2012 (21 classes); ``train_aug`` is the 10,582-image SBD-augmented training set."""
 
-    name, folder, script = "voc", "VOCdevkit/VOC2012", "voc.py"
+    name, folder, command = "voc", "VOCdevkit/VOC2012", "voc"
     splits = ("train", "val", "trainval", "train_aug")
     aug_splits: ClassVar[tuple[str, ...]] = ("train_aug",)
 
@@ -265,20 +266,20 @@ class VOCSegmentation(SegmentationDataset):
 
 
 class ToyDataset(VOCSegmentation):
-    """The procedurally generated shapes dataset of ``data_scripts/make_toy.py``, in the VOC layout."""
+    """The procedurally generated shapes dataset of :mod:`deeplab.prepare.toy`, in the VOC layout."""
 
-    name, folder, script = "toy", "toy", "make_toy.py"
+    name, folder, command = "toy", "toy", "toy"
     splits = ("train", "val")
     aug_splits = ()
 
     def prepare_hint(self) -> str:
-        return f"run `python data_scripts/make_toy.py --root {self.root}` to generate it"
+        return f"run `python -m deeplab data toy --root {self.root}` to generate it"
 
 
 class ADE20k(SegmentationDataset):
     """ADE20k / MIT Scene Parsing (150 classes): ``train`` (20,210 images) and ``val`` (2,000)."""
 
-    name, folder, script = "ade20k", "ADEChallengeData2016", "ade20k.py"
+    name, folder, command = "ade20k", "ADEChallengeData2016", "ade20k"
     splits = ("train", "val")
     reduce_zero_label = True
     split_folders: ClassVar[dict[str, str]] = {"train": "training", "val": "validation"}
@@ -294,7 +295,7 @@ class ADE20k(SegmentationDataset):
 class Cityscapes(SegmentationDataset):
     """Cityscapes fine annotations, 19 evaluated classes as trainIds: ``train`` (2,975) and ``val`` (500)."""
 
-    name, folder, script = "cityscapes", "cityscapes", "cityscapes.py"
+    name, folder, command = "cityscapes", "cityscapes", "cityscapes"
     splits = ("train", "val")
     image_suffix: ClassVar[str] = "_leftImg8bit.png"
     mask_suffix: ClassVar[str] = "_gtFine_labelTrainIds.png"
@@ -312,7 +313,7 @@ class Cityscapes(SegmentationDataset):
 
 def checker_hint(root: Path) -> str:
     """The command that lists every problem of the folder dataset ``root``."""
-    return f"see `python data_scripts/check_folder.py {root}`"
+    return f"see `python -m deeplab data check {root}`"
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,7 @@ class FolderDataset(SegmentationDataset):
     ``root`` is the folder itself; the splits are those it holds (:meth:`available_splits`).
     """
 
-    name, folder, script = "folder", "", "check_folder.py"
+    name, folder, command = "folder", "", "check"
     splits = ()  # any split found on disk
 
     @classmethod
@@ -445,7 +446,7 @@ class FolderDataset(SegmentationDataset):
 
     def fix_hint(self, problem: str) -> str:
         if problem == "channels":
-            return f"convert colour masks with `python data_scripts/check_folder.py {self.root} --convert-rgb`"
+            return f"convert colour masks with `python -m deeplab data check {self.root} --convert-rgb`"
         return f"fix or remove the pair; {checker_hint(self.root)}"
 
     def list_samples(self) -> list[SampleFiles]:

@@ -226,8 +226,9 @@ def require_backbone_weights(path: str | os.PathLike) -> Path:
     """``path`` if it is a file; otherwise a one-line ``CheckpointError`` saying how to get the ImageNet weights."""
     if not Path(path).is_file():
         raise CheckpointError(
-            f"ImageNet backbone weights {path} not found (model.pretrained, relative to {Path.cwd()}): get them with "
-            "`python data_scripts/pretrained.py --root weights`, or train from scratch with --set model.pretrained=none"
+            f"ImageNet backbone weights {path} not found (model.pretrained, relative to {Path.cwd()}): get them "
+            "with `python -m deeplab weights imagenet --root weights`, or train from scratch with "
+            "--set model.pretrained=none"
         )
     return Path(path)
 

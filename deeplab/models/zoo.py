@@ -1,11 +1,11 @@
 """The reference's model zoo: the trained DeepLabV3+ checkpoints sssegmentation released, one per config.
 
 Each of the 12 reference configs has a checkpoint and its training log as GitHub release assets, named
-``deeplabv3plus_resnet{50,101}os{8,16}_{voc,ade20k,cityscapes}.{pth,log}`` since Nov 2023 and with ``_train``
-before the extension until then; :class:`ReleasedModel` lists both URLs, current name first. No checksums are
-published, so ``data_scripts/checkpoints.py`` checks each file by its content (a strict load into the config's
-network) and records the SHA-256 of what it checked in ``ROOT/manifest.json``; :func:`released_checkpoint` hands
-out a file only while it still has that SHA-256.
+``deeplabv3plus_resnet{50,101}os{8,16}_{voc,ade20k,cityscapes}.{pth,log}`` since Nov 2023 and with ``_train`` before
+the extension until then; :class:`ReleasedModel` lists both URLs, current name first. No checksums are published, so
+``python -m deeplab weights released`` (:mod:`deeplab.weights.released`) checks each file by its content (a strict
+load into the config's network) and records the SHA-256 of what it checked in ``ROOT/manifest.json``;
+:func:`released_checkpoint` hands out a file only while it still has that SHA-256.
 
 The checkpoints come in two layouts, both ``{"model": state_dict, ...}``:
 
@@ -37,7 +37,7 @@ DEFAULT_ROOT = Path("weights/released")
 MANIFEST = "manifest.json"
 LAYOUTS = {"aspp_net.fuse_layer.": "2020", "aspp_net.bottleneck.": "current"}  # ASPP fuse key prefix -> layout
 LOG = "log"  # the manifest's "layout" of a training log
-SCRIPT = "python data_scripts/checkpoints.py"
+SCRIPT = "python -m deeplab weights released"
 
 
 @dataclass(frozen=True)
