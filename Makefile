@@ -53,7 +53,7 @@ lab: setup  ## start JupyterLab on the course notebooks (with the environment on
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks
 
 student: setup  ## student copies of the notebooks in student/: solutions out, outputs cleared, stubs to fill in
-	$(BIN)/python -m deeplab.student --notebooks notebooks --out student
+	$(BIN)/python -m deeplab.course.student --notebooks notebooks --out student
 
 reproduce: setup  ## smoke run of the batch reproduction on the toy data; DATA=dir [CONFIGS=a,b] for real runs
 	$(if $(DATA),,$(BIN)/python data_scripts/make_toy.py --root data)

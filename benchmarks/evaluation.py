@@ -64,7 +64,8 @@ VOC_VAL_IMAGES = 1449
 VOC_SIZES = ((375, 500), (500, 375), (333, 500), (375, 500), (500, 333), (400, 500))  # (H, W), cycled
 NUM_CLASSES = 21
 JPEG_QUALITY = 90
-COMMAND_MODULES = ("deeplab", "deeplab.__main__", "deeplab.cli", "deeplab.errors")  # what the command imports
+# what the evaluate command imports
+COMMAND_MODULES = ("deeplab", "deeplab.__main__", "deeplab.commands.evaluate", "deeplab.errors")
 BORDER = 5  # pixels: the width of the 255 band along object outlines, as in VOC's masks
 Size = tuple[int, int]
 
@@ -234,7 +235,7 @@ def time_ours(case: Case, checkpoint: Path, root: Path, workers: int | None) -> 
     them through a new forkserver of its own, which imports torch again: seconds per worker).
     """
     import deeplab.__main__
-    import deeplab.cli  # noqa: F401  (the command's own imports, done before the clock starts as the reference's are)
+    import deeplab.commands.evaluate  # noqa: F401  (the command's own imports, done before the clock starts as the reference's are)
     import deeplab.errors  # noqa: F401
 
     multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)  # the platform's default

@@ -1,7 +1,8 @@
 """Command line of the DeepLabV3+ course: ``python -m deeplab <command> --help``.
 
-Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict``, ``reproduce``, ``compare-logs`` and
-``export``.
+Commands: ``models`` (the model zoo), ``train``, ``evaluate``, ``predict``, ``reproduce``, ``compare-logs``,
+``export``, ``data`` (datasets) and ``weights`` (ImageNet backbones, released checkpoints); each is a module of
+:mod:`deeplab.commands`, imported once its arguments are parsed, so ``--help`` and usage errors answer without torch.
 The same ``train`` command runs on many GPUs and machines under ``torchrun``.
 """
 
@@ -11,115 +12,28 @@ import argparse
 import sys
 import typing
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 
 from deeplab.choices import AMP_CHOICES, EXPORT_FORMATS
+from deeplab.commands import Listed
+from deeplab.commands.data import COMMANDS as DATA_COMMANDS
+from deeplab.commands.weights import COMMANDS as WEIGHTS_COMMANDS
 
 
-def _models(args: argparse.Namespace) -> None:
-    from deeplab.config import config_names
-    from deeplab.models.complexity import zoo_table
-
-    names = config_names(folder=False) if args.configs == "all" else args.configs.split(",")
-    print(zoo_table(names))
-    print("\nGFLOPs: one inference forward at batch 1 and the crop size (a multiply-add counts as 2 FLOPs).")
-
-
-def _train(args: argparse.Namespace) -> None:
-    from deeplab.cli import train_command
-
-    train_command(args.config, args.data_root, args.out, overrides=args.set, resume=args.resume, device=args.device)
-
-
-def _evaluate(args: argparse.Namespace) -> None:
-    from deeplab.cli import evaluate_command
-
-    evaluate_command(args)
-
-
-def _predict(args: argparse.Namespace) -> None:
-    from deeplab.cli import predict_from_args
-
-    predict_from_args(args)
-
-
-def _reproduce(args: argparse.Namespace) -> None:
-    from deeplab.reproduce import reproduce
-
-    outcomes = reproduce(
-        args.configs.split(","),
-        args.data_root,
-        args.out,
-        smoke=args.smoke,
-        overrides=args.set,
-        device=args.device,
-        nproc_per_node=args.nproc_per_node,
-        released=args.released,
-        released_root=args.released_root,
-    )
-    print(f"results: {Path(args.out) / 'results.md'}")
-    if any(outcome.status == "failed" for outcome in outcomes):
-        raise SystemExit(1)
-
-
-def _compare_logs(args: argparse.Namespace) -> None:
-    from deeplab.compare_logs import compare_logs_command
-
-    compare_logs_command(args.ours, args.reference, args.out)
-
-
-def _export(args: argparse.Namespace) -> None:
-    from deeplab.export import export_command
-
-    export_command(
-        args.checkpoint,
-        args.format,
-        args.out,
-        config_name=args.config,
-        released_root=args.released_root,
-        size=args.size,
-    )
-
-
-# The commands of ``data`` and ``weights``: each is a module with its own ``main(argv, prog)``, imported when it runs.
-DATA_COMMANDS = {
-    "voc": ("deeplab.prepare.voc", "download and prepare PASCAL VOC 2012 + SBD (trainaug/val)"),
-    "ade20k": ("deeplab.prepare.ade20k", "download and prepare ADE20k (ADEChallengeData2016)"),
-    "cityscapes": ("deeplab.prepare.cityscapes", "prepare Cityscapes from its archives (19 training classes)"),
-    "toy": ("deeplab.prepare.toy", "generate the toy shapes dataset (VOC or folder layout)"),
-    "check": ("deeplab.prepare.check", "check a folder dataset of your own: every problem at once, class balance"),
-    "download": ("deeplab.prepare.download", "download one file from mirrors, resumable and verified"),
-}
-WEIGHTS_COMMANDS = {
-    "imagenet": ("deeplab.weights.imagenet", "the ImageNet ResNetV1c backbones the reference configs start from"),
-    "released": ("deeplab.weights.released", "the reference's released checkpoints and logs, verified by content"),
-}
-
-
-def _delegate(group: str, table: dict[str, tuple[str, str]]) -> typing.Callable[[argparse.Namespace], int]:
-    """Run the command ``args.what`` of ``table`` with the arguments after it."""
-
-    def run(args: argparse.Namespace) -> int:
-        from importlib import import_module
-
-        module, _ = table[args.what]
-        return import_module(module).main(args.arguments, prog=f"python -m deeplab {group} {args.what}") or 0
-
-    return run
-
-
-def _add_group(commands: typing.Any, group: str, table: dict[str, tuple[str, str]], help_text: str) -> None:
-    """``python -m deeplab GROUP WHAT [ARGUMENTS ...]``: ``WHAT --help`` shows that command's own options."""
-    listing = "\n".join(f"  {name:<11} {text}" for name, (_, text) in table.items())
+def _add_group(commands: typing.Any, group: str, listed: Listed, help_text: str) -> None:
+    """``python -m deeplab GROUP WHAT [ARGUMENTS ...]``: the module of ``listed[WHAT]`` parses ``ARGUMENTS`` itself,
+    so ``WHAT --help`` shows that command's own options."""
+    listing = "\n".join(f"  {name:<11} {text}" for name, (_, text) in listed.items())
     parser = commands.add_parser(
         group,
         help=help_text,
         description=f"{help_text}. Commands:\n{listing}\nSee python -m deeplab {group} WHAT --help.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=list(table), metavar="WHAT", help=", ".join(table))
+    parser.add_argument("what", choices=list(listed), metavar="WHAT", help=", ".join(listed))
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help="its options (see WHAT --help)")
-    parser.set_defaults(run=_delegate(group, table))
+    parser.set_defaults(module=f"deeplab.commands.{group}")
 
 
 def _positive(text: str) -> int:
@@ -193,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="print the model zoo: parameters and GFLOPs of each config")
     models.add_argument("--configs", default="all", help="'all' or comma-separated config names")
-    models.set_defaults(run=_models)
+    models.set_defaults(module="deeplab.commands.models")
 
     train = commands.add_parser("train", help="train a config (under torchrun: on every process)")
     _add_common(train, config_required=True)
@@ -201,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<config>)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
-    train.set_defaults(run=_train)
+    train.set_defaults(module="deeplab.commands.train")
 
     evaluate = commands.add_parser("evaluate", help="mIoU of a checkpoint on a validation split")
     _add_common(evaluate, config_required=False)
@@ -211,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     evaluate.add_argument("--out", type=Path, default=None, help="write metrics.json and plots here")
     _add_inference(evaluate)
-    evaluate.set_defaults(run=_evaluate)
+    evaluate.set_defaults(module="deeplab.commands.evaluate")
 
     predict = commands.add_parser("predict", help="class-index masks (palette PNGs) and overlays of images, folders")
     _add_common(predict, config_required=False)
@@ -231,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also <name>_probabilities.npz: the class probabilities, float16 (C, H, W), and the class names",
     )
     _add_inference(predict)
-    predict.set_defaults(run=_predict)
+    predict.set_defaults(module="deeplab.commands.predict")
 
     reproduce = commands.add_parser(
         "reproduce", help="train each config through the training notebook (or evaluate the released checkpoints)"
@@ -249,13 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate the reference's released checkpoints instead of training (fetched on first use)",
     )
     reproduce.add_argument("--released-root", type=Path, default=Path("weights/released"))
-    reproduce.set_defaults(run=_reproduce)
+    reproduce.set_defaults(module="deeplab.commands.reproduce")
 
     compare = commands.add_parser("compare-logs", help="lay a run's training log beside one of the reference's")
     compare.add_argument("--ours", type=Path, required=True, help="a run folder or its metrics.jsonl")
     compare.add_argument("--reference", type=Path, required=True, help="a released sssegmentation .log file")
     compare.add_argument("--out", type=Path, default=None, help="write log_comparison.{md,png} here")
-    compare.set_defaults(run=_compare_logs)
+    compare.set_defaults(module="deeplab.commands.compare_logs")
 
     export = commands.add_parser(
         "export", help="an ONNX, TorchScript or ExportedProgram file of a checkpoint, checked against it"
@@ -274,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--size", type=_size, default=None, help="H,W of the example traced and verified (default: the crop size)"
     )
-    export.set_defaults(run=_export)
+    export.set_defaults(module="deeplab.commands.export")
 
     _add_group(commands, "data", DATA_COMMANDS, "download and prepare datasets, make the toy data, check your own")
     _add_group(commands, "weights", WEIGHTS_COMMANDS, "download and verify ImageNet backbones and released models")
@@ -285,11 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input ends with a one-line ``error:`` message and exit status 2. ``--help`` and usage
     errors answer before torch is imported."""
     args = build_parser().parse_args(argv)
-    from deeplab.errors import USER_ERRORS
-
     try:
-        return args.run(args) or 0
-    except USER_ERRORS as error:
+        return import_module(args.module).run(args) or 0
+    except Exception as error:
+        from deeplab.errors import USER_ERRORS  # imported here: data and weights parse their options in run
+
+        if not isinstance(error, USER_ERRORS):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torchvision.transforms.v2.functional import to_dtype
 from torchvision.utils import draw_segmentation_masks
 
-from deeplab.engine.logs import LOSS_FIELDS, LogRecord, common_range
+from deeplab.logs import LOSS_FIELDS, LogRecord, common_range
 
 IGNORE_INDEX = 255
 Color = tuple[int, int, int]
@@ -174,7 +174,7 @@ def plot_log_comparison(
 ) -> Figure:
     """Two training runs' window-mean losses (left) and learning rates (right) against the iteration.
 
-    ``ours`` and ``reference`` are rows of :mod:`deeplab.engine.logs` (``read_our_log``, ``read_reference_log``).
+    ``ours`` and ``reference`` are rows of :mod:`deeplab.logs` (``read_our_log``, ``read_reference_log``).
     Each run has its colour; the total is solid, ``loss_cls`` dashed and ``loss_aux`` dotted (where logged). The
     iteration axis ends where the shorter run does, so a short run is not squeezed against a long one.
     """

@@ -123,13 +123,13 @@ def test_torchscript_warns_once_that_it_is_deprecated(exported: dict[str, Path])
 def test_a_file_that_computes_other_logits_is_refused_and_removed(
     trained: tuple[Path, nn.Module], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
-    import deeplab.export
+    import deeplab.commands.export
 
     def off_by_a_little(path: Path):
         run = load_exported(path)
         return lambda images: run(images) + 0.05
 
-    monkeypatch.setattr(deeplab.export, "load_exported", off_by_a_little)
+    monkeypatch.setattr(deeplab.commands.export, "load_exported", off_by_a_little)
     out = tmp_path / "model.pt2"
     assert main(["export", "--checkpoint", str(trained[0]), "--format", "exported-program", "--out", str(out)]) == 2
     output = capfd.readouterr()

@@ -9,8 +9,8 @@ import pytest
 
 from deeplab import viz
 from deeplab.__main__ import main
-from deeplab.compare_logs import compare_logs_command
-from deeplab.engine.logs import (
+from deeplab.commands.compare_logs import compare_logs_command
+from deeplab.logs import (
     LogError,
     LogRecord,
     comparison_table,

@@ -1,4 +1,4 @@
-"""``deeplab.reproduce``: papermill runs per config, results.md, skipping, resuming, failures and the CLI."""
+"""``deeplab.commands.reproduce``: papermill runs per config, results.md, skipping, resuming, failures and the CLI."""
 
 import json
 import re
@@ -14,11 +14,11 @@ import torch
 
 from deeplab import get_config
 from deeplab.__main__ import main
+from deeplab.commands.reproduce import REPORTED, SMOKE_OVERRIDES, Outcome, record_outcome, reproduce, results_table
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.runlog import read_log
 from deeplab.engine.train import Trainer
 from deeplab.models.backbone import resnet_backbone
-from deeplab.reproduce import REPORTED, SMOKE_OVERRIDES, Outcome, record_outcome, reproduce, results_table
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = (

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from deeplab.student import NOT_DONE, SolutionMarkerError, stub_source, student_notebook
+from deeplab.course.student import NOT_DONE, SolutionMarkerError, stub_source, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBBED = ["01", "02", "04", "05"]  # lessons whose exercises check themselves: their copies hold stubs
@@ -63,7 +63,7 @@ def test_unpaired_markers_are_one_line_naming_the_cell(source):
 
 @pytest.mark.slow
 def test_make_student_writes_a_copy_of_every_notebook_without_solutions(tmp_path):
-    subprocess.run([sys.executable, "-m", "deeplab.student", "--out", str(tmp_path)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "deeplab.course.student", "--out", str(tmp_path)], cwd=ROOT, check=True)
     copies = sorted(path.name for path in tmp_path.glob("*.ipynb"))
     assert copies == sorted(path.name for path in (ROOT / "notebooks").glob("*.ipynb"))
     for name in copies:

@@ -19,7 +19,7 @@ from deeplab.models.weights import CheckpointError
 from deeplab.models.zoo import RELEASED
 from deeplab.weights.released import RELEASED_NAME, resolve_checkpoint
 
-if TYPE_CHECKING:  # deeplab.cli imports tqdm, which warns in a notebook without ipywidgets: imported where used
+if TYPE_CHECKING:  # deeplab.segmenter imports tqdm (the engine), which warns in a notebook without ipywidgets
     from deeplab.segmenter import Trained
 
 MARKERS = ("notebooks", "data_scripts", "pyproject.toml")  # what a folder must hold to be the course's repository

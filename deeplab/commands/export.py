@@ -10,6 +10,7 @@ model (the checkpoint's network as trained, in eval mode): a file whose logits d
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import time
@@ -206,3 +207,15 @@ def sidecar(fmt: str, path: Path, source: Path, trained: Trained, checks: list[C
         "dynamic_axes": {name: axis for axis, name in DYNAMIC_AXES.items()},
         "verification": {"tolerance": TOLERANCE, "checks": [dataclasses.asdict(check) for check in checks]},
     }
+
+
+def run(args: argparse.Namespace) -> None:
+    """The command line's ``export``."""
+    export_command(
+        args.checkpoint,
+        args.format,
+        args.out,
+        config_name=args.config,
+        released_root=args.released_root,
+        size=args.size,
+    )

@@ -8,11 +8,12 @@ prints a markdown table of both runs' window-mean losses at about ten iterations
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from deeplab import viz
-from deeplab.engine.logs import comparison_table, read_our_log, read_reference_log
 from deeplab.engine.runlog import LOG
+from deeplab.logs import comparison_table, read_our_log, read_reference_log
 
 NOTE = (
     "Each value is a window mean: the reference's over the 50 iterations before its line and over all its GPUs, "
@@ -35,3 +36,8 @@ def compare_logs_command(ours: Path, reference: Path, out: Path | None = None) -
         viz.plot_log_comparison(our_rows, reference_rows).savefig(out / "log_comparison.png", dpi=100)
         print(f"written: {out / 'log_comparison.md'}, {out / 'log_comparison.png'}")
     return table
+
+
+def run(args: argparse.Namespace) -> None:
+    """The command line's ``compare-logs``."""
+    compare_logs_command(args.ours, args.reference, args.out)

@@ -5,7 +5,7 @@ Each config gets ``OUT/<config>/``: the executed notebook, its log, and the run 
 trained with the same settings) and resumes the others from their last checkpoint; a config that fails is reported
 and the others go on.
 With ``released=True`` it evaluates the reference's released checkpoint of each config instead (fetched on first
-use, see ``deeplab.released``) into ``OUT/<config>/released/metrics.json``.
+use, see :mod:`deeplab.weights.released`) into ``OUT/<config>/released/metrics.json``.
 
 ``results.json`` keeps the latest outcome of each config of each kind, with the hardware and data behind it, and
 ``results.md`` lays it out like the reference table: reported, released checkpoint evaluated here and trained here
@@ -14,6 +14,7 @@ in separate columns.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import platform
@@ -117,7 +118,7 @@ def _lesson_copy(folder: Path) -> Path:
     """The training notebook without its exercise solutions (they train toy models of their own), in ``folder``."""
     import nbformat
 
-    from deeplab.student import without_solutions
+    from deeplab.course.student import without_solutions
 
     path = folder / "07_training.lesson.ipynb"
     nbformat.write(without_solutions(nbformat.read(TRAINING_NOTEBOOK, as_version=4)), path)
@@ -222,7 +223,7 @@ def evaluate_released(
 ) -> Outcome:
     """Evaluate the reference's released checkpoint of ``name`` (single scale, whole image, the config's validation
     split) into ``out/name/released/metrics.json``; a config already evaluated there is skipped."""
-    from deeplab.cli import evaluate_checkpoint, model_from_checkpoint
+    from deeplab.commands.evaluate import evaluate_checkpoint, model_from_checkpoint
     from deeplab.engine.evaluate import Inference
     from deeplab.engine.runlog import FINAL_METRICS, atomic_write_json
     from deeplab.errors import USER_ERRORS
@@ -290,3 +291,20 @@ def reproduce(
         atomic_write_json(results_file, results)
         atomic_write_text(out / "results.md", results_table(results))
     return outcomes
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command line's ``reproduce``: exit status 1 when a config failed."""
+    outcomes = reproduce(
+        args.configs.split(","),
+        args.data_root,
+        args.out,
+        smoke=args.smoke,
+        overrides=args.set,
+        device=args.device,
+        nproc_per_node=args.nproc_per_node,
+        released=args.released,
+        released_root=args.released_root,
+    )
+    print(f"results: {Path(args.out) / 'results.md'}")
+    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0

@@ -9,7 +9,7 @@ The notebooks mark their solutions the way nbgrader does, so that a teacher can 
   the checks after it in the cell (asserts) run once the student has written the code;
 - in a markdown cell, ``<details><summary>Solution ...</summary> ... </details>`` blocks are removed.
 
-    python -m deeplab.student [--notebooks notebooks] [--out student]
+    python -m deeplab.course.student [--notebooks notebooks] [--out student]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def write_student_copies(notebooks: Path, out: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m deeplab.student", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deeplab.course.student", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="the course notebooks")
     parser.add_argument("--out", type=Path, default=Path("student"), help="where the student copies go")
     args = parser.parse_args(argv)
