@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors answer before torch is imported."""
     args = build_parser().parse_args(argv)
     try:
-        return import_module(args.module).run(args) or 0
+        status = import_module(args.module).run(args)
     except Exception as error:
         from deeplab.errors import USER_ERRORS  # imported here: data and weights parse their options in run
 
@@ -208,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return status if isinstance(status, int) else 0  # a command's run returns its exit status or nothing
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The errors that mean "bad input": the command line prints them as one line instead of a traceback."""
 
 from deeplab.config import ConfigError
+from deeplab.course import RepositoryError
 from deeplab.data.classes import UnknownDatasetError
 from deeplab.data.datasets import DatasetError
 from deeplab.engine.metrics import LabelError
@@ -22,6 +23,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     MissingExtraError,
     OutputError,
     PrecisionError,
+    RepositoryError,
     TrainingError,
     UnknownDatasetError,
 )

@@ -29,8 +29,6 @@ from deeplab.extras import require
 from deeplab.models.weights import require_backbone_weights
 from deeplab.models.zoo import RELEASED
 
-TRAINING_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_training.ipynb"
-
 # mIoU (%) reported in the DeepLabV3+ README of the sssegmentation toolbox (single scale), in table order.
 REPORTED = {name: model.reported_miou for name, model in RELEASED.items()}
 KINDS = {"released": "released checkpoint evaluated here", "trained": "trained here"}  # results.md's own columns
@@ -95,13 +93,14 @@ def run_config(
         "resume": (folder / "run" / "last.pth").is_file(),
         "nproc_per_node": nproc_per_node,
     }
+    notebook = training_notebook()  # outside the try: no repository is the command's error, not one config's
     try:
         with open(folder / "notebook.log", "a") as log:  # a resumed run keeps the earlier sessions' log
             papermill.execute_notebook(
-                _lesson_copy(folder),
+                _lesson_copy(notebook, folder),
                 folder / "07_training.ipynb",
                 parameters=parameters,
-                cwd=TRAINING_NOTEBOOK.parent,
+                cwd=notebook.parent,
                 log_output=True,
                 stdout_file=log,
                 stderr_file=log,
@@ -114,14 +113,23 @@ def run_config(
     return Outcome(name, "done", json.loads(metrics_file.read_text()), time.perf_counter() - start)
 
 
-def _lesson_copy(folder: Path) -> Path:
-    """The training notebook without its exercise solutions (they train toy models of their own), in ``folder``."""
+def training_notebook() -> Path:
+    """Notebook 07 of the course's repository (:func:`deeplab.course.repository`), the body of every training run;
+    a :class:`~deeplab.course.RepositoryError` outside a clone."""
+    from deeplab.course import repository
+
+    return repository() / "notebooks" / "07_training.ipynb"
+
+
+def _lesson_copy(notebook: Path, folder: Path) -> Path:
+    """The training ``notebook`` without its exercise solutions (they train toy models of their own), in
+    ``folder``."""
     import nbformat
 
     from deeplab.course.student import without_solutions
 
     path = folder / "07_training.lesson.ipynb"
-    nbformat.write(without_solutions(nbformat.read(TRAINING_NOTEBOOK, as_version=4)), path)
+    nbformat.write(without_solutions(nbformat.read(notebook, as_version=4)), path)
     return path
 
 
