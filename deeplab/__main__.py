@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="class-index masks (palette PNGs) and overlays of images, folders")
     _add_common(predict, config_required=False)
     _add_checkpoint(predict)
-    predict.add_argument("images", nargs="+", type=Path, help="image files (JPEG or PNG) or folders of them")
+    predict.add_argument(
+        "images", nargs="+", type=Path, help="image files (JPEG, PNG, WebP, BMP, TIFF) or folders of them"
+    )
     predict.add_argument(
         "--out",
         type=Path,

@@ -39,6 +39,7 @@ class ModelConfig:
     dropout: float = 0.1
     pretrained: str = "none"  # ImageNet backbone weights: a file path, a torchvision weight name, or "none"
     init_from: str = "none"  # fine-tuning: a checkpoint whose tensors of fitting name and shape start the model
+    init_min_loaded: float = 0.5  # the share of the model's weights init_from must give, else it is refused
 
     @property
     def backbone_weights(self) -> str | None:
@@ -364,6 +365,7 @@ _RULES: dict[str, Rule] = {
         _is_weights,
     ),
     "model.init_from": Rule("'none' or a checkpoint file path", _NAME.check),
+    "model.init_min_loaded": _number("[0, 1]"),
     "data.dataset": _choice(DATASETS),
     "data.train_split": _NAME,
     "data.val_split": _NAME,
@@ -503,10 +505,14 @@ def with_dataset_classes(config: Config, data_root: str | Path) -> Config:
 
 
 def config_differences(saved: dict[str, typing.Any], current: dict[str, typing.Any], prefix: str = "") -> str:
-    """The ``section.key: old vs new`` pairs where two ``dataclasses.asdict`` configs differ (lists equal tuples)."""
+    """The ``section.key: old vs new`` pairs where two ``dataclasses.asdict`` configs differ (lists equal tuples). A
+    key that ``saved`` lacks (a config saved before the key existed) counts as its default value."""
+    defaults = dataclasses.asdict(Config(name=""))
+    for part in prefix.split(".")[:-1]:
+        defaults = defaults.get(part, {})
     changed = []
     for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key), current.get(key)
+        old, new = saved.get(key, defaults.get(key)), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             inner = config_differences(old, new, f"{prefix}{key}.")
             if inner:

@@ -123,7 +123,7 @@ CATALOG: dict[str, tuple[Setup, str]] = {
     # predict
     "image that is not an image": (predict(lambda toy, tmp: text_file(tmp, "photo.jpg"), "--out", "{tmp}/m"), "photo"),
     "missing image": (predict(lambda toy, tmp: tmp / "gone.jpg", "--out", "{tmp}/m"), "gone.jpg"),
-    "folder without images": (predict(lambda toy, tmp: tmp, "--out", "{tmp}/m"), "holds no JPEG or PNG"),
+    "folder without images": (predict(lambda toy, tmp: tmp, "--out", "{tmp}/m"), "holds no images (JPEG, PNG,"),
     "predict --out is a file": (predict(a_toy_image, "--out", "{tmp}/notes.txt"), "notes.txt"),
     "predict --out under a file": (predict(a_toy_image, "--out", "{tmp}/notes.txt/masks"), "notes.txt"),
     "predict without --out": (predict(a_toy_image), "--out"),

@@ -36,6 +36,7 @@ BAD_VALUES = {
     "model.dropout": "1.0",
     "model.pretrained": "ResNet50_Weights.NOT_A_MEMBER",
     "model.init_from": "",
+    "model.init_min_loaded": "1.5",
     "data.dataset": "coco",
     "data.train_split": "train_aug",  # a VOC split the toy dataset lacks
     "data.val_split": "test",

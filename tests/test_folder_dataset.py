@@ -17,6 +17,7 @@ from deeplab.data import (
     UnknownDatasetError,
     build_dataset,
     dataset_info,
+    datasets,
     eval_transforms,
     read_classes_file,
     train_transforms,
@@ -154,7 +155,8 @@ def test_classes_file_default_palette_and_dict_round_trip(tmp_path):
         ('{"classes": ["a", "b"],\n "palette": [[0, 0, 0] [1, 1, 1]]}', "invalid JSON at line 2, column 24"),
         ('["a", "b"]', "expected a JSON object with the keys classes, palette"),
         ('{"palette": []}', "'classes' is missing"),
-        ('{"classes": []}', "classes must be a list of 1 to 255 names, got 0 names"),
+        ('{"classes": []}', "classes must be a list of 2 to 255 names, got 0 names"),
+        ('{"classes": ["cell"]}', 'got only \'cell\': name the background too, e.g. ["background", "cell"]'),
         ('{"classes": ["a", " "]}', "class 1 is ' '; give every class a non-empty name"),
         ('{"classes": ["cat", "dog", "cat"]}', "class name 'cat' appears twice"),
         (
@@ -165,7 +167,7 @@ def test_classes_file_default_palette_and_dict_round_trip(tmp_path):
             '{"classes": ["a", "b"], "palette": [[0, 0, 0], [256, 0, 0]]}',
             "palette colour 1 is [256, 0, 0]; write it as",
         ),
-        ('{"classes": ["a"], "palette": [[0, 0, 0.5]]}', "palette colour 0 is [0, 0, 0.5]"),
+        ('{"classes": ["a", "b"], "palette": [[0, 0, 0], [0, 0, 0.5]]}', "palette colour 1 is [0, 0, 0.5]"),
         ('{"classes": ["a"], "colours": []}', "unknown key 'colours'; use only classes, palette"),
     ],
 )
@@ -236,7 +238,12 @@ def test_lists_layout_names_a_listed_id_without_files(tmp_path):
 
 def test_unknown_split_and_empty_folders(tmp_path):
     make_folder(tmp_path)
-    one_line(USER_ERRORS, lambda: build_dataset("folder", tmp_path, "test"), "unknown split 'test'", "train, val")
+    one_line(
+        USER_ERRORS,
+        lambda: build_dataset("folder", tmp_path, "test"),
+        f"unknown split 'test' for folder: {tmp_path} holds train, val; add {tmp_path / 'images' / 'test'}",
+        "--set data.train_split=NAME / data.val_split=NAME",
+    )
     one_line(USER_ERRORS, lambda: build_dataset("folder", tmp_path / "nowhere", "train"), str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     one_line(USER_ERRORS, lambda: FolderDataset.available_splits(tmp_path / "empty"), "no splits in")
@@ -252,3 +259,19 @@ def test_make_toy_folder_layout_holds_the_voc_layout_samples(tmp_path):
         for ours, theirs in zip(folder, voc, strict=True):
             torch.testing.assert_close(ours["image"], theirs["image"], rtol=0, atol=0)
             torch.testing.assert_close(ours["mask"], theirs["mask"], rtol=0, atol=0)
+
+
+def test_every_pair_is_checked_once_and_a_second_check_reads_only_what_changed(tmp_path, monkeypatch):
+    make_folder(tmp_path)
+    write_mask(tmp_path / "masks/train/e.png", np.full((HEIGHT, WIDTH), 7, dtype=np.uint8))  # 7: no such class
+    train = FolderDataset(tmp_path, "train")
+    one_line(USER_ERRORS, train.check_pairs, str(tmp_path / "masks/train/e.png"), "mask values [7]")
+    write_mask(tmp_path / "masks/train/e.png", np.zeros((HEIGHT, WIDTH), dtype=np.uint8))
+    train.check_pairs()
+    read, reader = [], datasets.read_mask_file
+    monkeypatch.setattr(datasets, "read_mask_file", lambda path, hint: read.append(path.name) or reader(path, hint))
+    FolderDataset(tmp_path, "train").check_pairs()
+    assert read == []  # every pair passed before and none changed
+    write_mask(tmp_path / "masks/train/b.png", np.ones((HEIGHT, WIDTH + 1), dtype=np.uint8))
+    one_line(USER_ERRORS, FolderDataset(tmp_path, "train").check_pairs, "b.png: mask size (32, 49) differs")
+    assert read == ["b.png"]

@@ -134,8 +134,30 @@ def rgb_mask(root: Path) -> None:
     Image.open(path).convert("RGB").save(path)
 
 
+def out_of_range_mask(root: Path) -> None:
+    """A label no class has, in the last validation mask: no training step reads it, evaluation would, at the end."""
+    path = root / "masks" / "val" / "val_3.png"
+    Image.fromarray(np.full(Image.open(path).size[::-1], 9, dtype=np.uint8)).save(path)
+
+
+def without_val_split(root: Path) -> None:
+    for kind in ("images", "masks"):
+        shutil.rmtree(root / kind / "val")
+
+
+def three_training_pairs(root: Path) -> None:
+    """Fewer training images (3) than the global batch of ``TINY`` (4)."""
+    for index in range(3, 8):
+        (root / "images" / "train" / f"train_{index}.jpg").unlink()
+        (root / "masks" / "train" / f"train_{index}.png").unlink()
+
+
 BAD_FOLDERS = {
     "no classes file": (lambda root: (root / "classes.json").unlink(), "classes.json"),
+    "one class": (lambda root: (root / "classes.json").write_text('{"classes": ["box"]}'), "name the background"),
+    "a mask no step reads": (out_of_range_mask, "val_3.png: mask values [9]"),
+    "no validation split": (without_val_split, "--set data.train_split=NAME / data.val_split=NAME"),
+    "batch larger than the training set": (three_training_pairs, "set --set train.batch_size=2 or fewer"),
     "mask without image": (lambda root: (root / "images" / "train" / "train_2.jpg").unlink(), "train_2"),
     "colour mask": (rgb_mask, "train_3.png"),
     "bad classes file": (lambda root: (root / "classes.json").write_text("{"), "classes.json"),
@@ -153,6 +175,7 @@ def test_a_bad_folder_is_refused_in_one_line(case, folder, tmp_path, capsys):
     errors = [line for line in err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and "Traceback" not in err, err
     assert named in errors[0], err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before the run started
 
 
 def test_a_class_count_that_disagrees_with_the_classes_file_is_refused(folder, tmp_path, capsys):

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 from torch import nn
 
 from deeplab import build_model, get_config
 from deeplab.data.datasets import DatasetError
+from deeplab.data.loading import worker_count
 from deeplab.engine import train as engine
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.precision import PrecisionError
 from deeplab.engine.runlog import read_log
 from deeplab.engine.train import Trainer, TrainingError, poly_factor, segmentation_loss, segmentation_losses
-from deeplab.models.weights import CheckpointError, load_fitting, save_checkpoint
+from deeplab.models.weights import CheckpointError, InitReport, load_fitting, save_checkpoint
 from tests.conftest import TINY
 
 CPU = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
@@ -108,6 +110,25 @@ def test_trainer_learns_and_logs(toy_root, tmp_path):
     assert log[-1]["iter"] == 6 and 0 <= log[-1]["miou"] <= 1 and len(log[-1]["iou"]) == 6
     assert json.loads((tmp_path / "metrics.json").read_text())["miou"] == metrics["miou"]
     assert torch.load(tmp_path / "last.pth", weights_only=True)["iteration"] == 6
+
+
+def test_evaluating_during_training_does_not_change_what_it_learns(toy_root, tmp_path):
+    """Evaluation draws no random number that training uses: evaluating every epoch (twice here) and never end on
+    the same weights, bit for bit (the model has dropout, so a shifted global RNG would show)."""
+    weights = {}
+    for every in (1, 1000):
+        config = get_config("toy-r50-d16", [*TINY, "train.iterations=4", f"train.eval_every_epochs={every}"])
+        Trainer(config, toy_root, tmp_path / str(every), CPU).fit(progress=False)
+        weights[every] = final_weights(tmp_path / str(every))
+    assert sum("miou" in record for record in read_log(tmp_path / "1" / "metrics.jsonl")) == 2
+    assert all(torch.equal(weights[1][key], weights[1000][key]) for key in weights[1000])
+
+
+def test_data_workers_are_at_most_one_per_available_core(toy_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert (worker_count(0), worker_count(1), worker_count(4)) == (0, 1, 2)
+    trainer = Trainer(get_config("toy-r50-d16", [*TINY, "data.num_workers=4"]), toy_root, tmp_path, CPU)
+    assert trainer.loader.num_workers == 2  # the reference's 4 on a 2-core machine: no oversubscription warning
 
 
 @pytest.mark.slow
@@ -293,11 +314,16 @@ def test_resume_refuses_another_config(toy_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fresh_start_removes_the_earlier_runs_final_metrics(toy_root, tmp_path):
-    """A run that starts afresh in a finished run's folder and stops early must not leave the old metrics.json."""
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_fresh_start_moves_the_earlier_run_aside(toy_root, tmp_path):
+    """A run that starts afresh in a finished run's folder and stops early leaves neither the old metrics.json in
+    the folder nor loses it: the earlier run's files are in previous/."""
     config = get_config("toy-r50-d16", [*TINY, "train.iterations=1"])
     Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
-    assert (tmp_path / "metrics.json").is_file()
+    earlier = {name: (tmp_path / name).read_bytes() for name in ("metrics.json", "last.pth", "metrics.jsonl")}
 
     def stop(record: dict) -> None:
         raise KeyboardInterrupt
@@ -305,6 +331,30 @@ def test_a_fresh_start_removes_the_earlier_runs_final_metrics(toy_root, tmp_path
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, toy_root, tmp_path, CPU).fit(progress=False, on_record=stop)
     assert not (tmp_path / "metrics.json").exists()
+    assert {name: (tmp_path / "previous" / name).read_bytes() for name in earlier} == earlier
+
+
+def test_a_failed_start_leaves_the_earlier_run_byte_identical(toy_root, tmp_path):
+    config = get_config("toy-r50-d16", [*TINY, "train.iterations=1"])
+    Trainer(config, toy_root, tmp_path / "run", CPU).fit(progress=False)
+    before = folder_bytes(tmp_path / "run")
+    torch.save({"model": {"head.weight": torch.zeros(3)}}, tmp_path / "other.pth")  # a typo'd model.init_from
+    retry = get_config("toy-r50-d16", [*TINY, "train.iterations=1", f"model.init_from={tmp_path / 'other.pth'}"])
+    with pytest.raises(CheckpointError, match="no tensor fits"):
+        Trainer(retry, toy_root, tmp_path / "run", CPU).fit(progress=False)
+    assert folder_bytes(tmp_path / "run") == before
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_in_one_line(toy_root, tmp_path):
+    config = get_config("toy-r50-d16", [*TINY, "train.iterations=1"])
+    (tmp_path / ".lock.holder").write_text("process 12 on lab-machine\n")
+    with FileLock(tmp_path / ".lock"), pytest.raises(TrainingError) as refused:
+        Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
+    assert str(refused.value) == (
+        f"{tmp_path} is being written by another run (process 12 on lab-machine): wait for it to end, or train "
+        "into another --out"
+    )
+    assert not (tmp_path / "last.pth").exists()
 
 
 def test_a_corrupt_training_image_read_by_a_worker_is_its_one_line_error(toy_root, tmp_path):
@@ -370,9 +420,7 @@ def test_fine_tuning_a_21_class_checkpoint_into_the_6_class_toy_set(toy_root, tm
     save_checkpoint(tmp_path / "voc.pth", source, config={"name": "a 21-class run"})
     config = get_config("toy-r50-d16", [*TINY, "train.iterations=2", f"model.init_from={tmp_path / 'voc.pth'}"])
     trainer = Trainer(config, toy_root, tmp_path / "run", CPU)
-    trainer.run_dir.mkdir()
-    trainer.start_from_checkpoint()
-    report = json.loads((tmp_path / "run" / "init_from.json").read_text())
+    report = trainer.start_from_checkpoint().to_dict()
     classifiers = ["decoder.classifier.weight", "decoder.classifier.bias", "aux_head.2.weight", "aux_head.2.bias"]
     assert sorted(report["new"]) == sorted(classifiers) and report["unused"] == classifiers[:0]
     assert report["new"]["decoder.classifier.weight"] == "(6, 32, 1, 1) vs (21, 32, 1, 1)"
@@ -382,6 +430,7 @@ def test_fine_tuning_a_21_class_checkpoint_into_the_6_class_toy_set(toy_root, tm
 
     metrics = trainer.fit(progress=False)
     assert metrics["iterations"] == 2 and len(metrics["iou"]) == 6
+    assert json.loads((tmp_path / "run" / "init_from.json").read_text()) == report  # written when the run starts
     trained = final_weights(tmp_path / "run")
     assert not torch.equal(trained["aspp.fuse.0.weight"], source.state_dict()["aspp.fuse.0.weight"])
 
@@ -400,6 +449,23 @@ def test_a_checkpoint_of_which_nothing_fits_is_refused(tmp_path):
     torch.save({"model": {"head.weight": torch.zeros(3)}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match=r"other.pth: no tensor fits this model"):
         load_fitting(build_model(get_config("toy-r50-d16", TINY)), tmp_path / "other.pth")
+
+
+def test_a_checkpoint_that_gives_little_of_the_model_is_refused_unless_allowed(tmp_path):
+    """A few BatchNorm tensors that happen to share names and shapes (as an unrelated ResNet's would) are no start."""
+    model = build_model(get_config("toy-r50-d16", TINY))
+    stem = {key: value for key, value in model.state_dict().items() if key.startswith("backbone.stem.1.")}
+    torch.save({"model": stem}, tmp_path / "resnet18.pth")
+    with pytest.raises(CheckpointError, match=r"only 0\.0\d?% of the model's weights \(5 of \d+ tensors fit .*0\.5"):
+        load_fitting(model, tmp_path / "resnet18.pth", min_loaded=0.5)
+    assert len(load_fitting(model, tmp_path / "resnet18.pth", min_loaded=0.0).loaded) == 5
+
+
+def test_the_fine_tuning_report_is_one_bounded_line():
+    new = {f"decoder.conv{index}.weight": "absent" for index in range(6)} | {"aux_head.2.bias": "absent"}
+    line = InitReport("other.pth", ["backbone.conv1.weight"], new, []).summary()
+    assert "decoder.conv3.weight (absent), ... and 3 more (decoder 2, aux_head 1; all in init_from.json)" in line
+    assert "decoder.conv4" not in line
 
 
 @pytest.mark.slow

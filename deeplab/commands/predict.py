@@ -20,21 +20,23 @@ from deeplab.weights.released import resolve_checkpoint
 
 
 def image_files(inputs: list[Path]) -> list[tuple[Path, Path]]:
-    """The images to predict and where each one's outputs go, as ``(image, output stem)``, the stem relative to
-    the output folder: a file's own stem; for a folder, every JPEG or PNG under it (sorted), keeping the sub-folders
-    (under the folder's name when several inputs are given)."""
+    """The images to predict and where each one's outputs go, as ``(image, output stem)``, the stem relative to the
+    output folder: a file's own stem; for a folder, every image under it (JPEG, PNG, WebP, BMP, TIFF; sorted),
+    keeping the sub-folders (under the folder's name when several inputs are given)."""
     pairs = []
     for path in inputs:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
-                raise DatasetNotFoundError(f"folder {path} holds no JPEG or PNG images: pass image files or folders")
+                raise DatasetNotFoundError(
+                    f"folder {path} holds no images (JPEG, PNG, WebP, BMP, TIFF): pass image files or folders"
+                )
             prefix = Path(path.name) if len(inputs) > 1 else Path()
             pairs += [(image, prefix / image.relative_to(path).with_suffix("")) for image in found]
         elif path.is_file():
             pairs.append((path, Path(path.stem)))
         else:
-            raise DatasetNotFoundError(f"image {path} not found: pass JPEG or PNG files or folders of them")
+            raise DatasetNotFoundError(f"image {path} not found: pass image files or folders of them")
     seen: dict[Path, Path] = {}
     for image, stem in pairs:
         if stem in seen:

@@ -230,10 +230,13 @@ def _checked_fields(data: Any, source: str, required: tuple[str, ...], optional:
 
 
 def _checked_classes(classes: Any, source: str) -> tuple[str, ...]:
-    """``classes`` as a tuple if it is a list of 1 .. ``MAX_CLASSES`` unique non-empty names."""
-    if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES:
+    """``classes`` as a tuple if it is a list of 2 .. ``MAX_CLASSES`` unique non-empty names: a segmentation tells
+    at least two classes apart (class 0 is usually the background)."""
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES:
         size = f"{len(classes)} names" if isinstance(classes, list) else type(classes).__name__
-        raise ClassesFileError(f"{source}: classes must be a list of 1 to {MAX_CLASSES} names, got {size}")
+        if isinstance(classes, list) and len(classes) == 1:
+            size = f'only {classes[0]!r}: name the background too, e.g. ["background", {json.dumps(classes[0])}]'
+        raise ClassesFileError(f"{source}: classes must be a list of 2 to {MAX_CLASSES} names, got {size}")
     for index, name in enumerate(classes):
         if not isinstance(name, str) or not name.strip():
             raise ClassesFileError(f"{source}: class {index} is {name!r}; give every class a non-empty name")

@@ -19,7 +19,7 @@ prepare them):
 
       root/classes.json                               {"classes": ["background", "cat", "dog"],
                                                        "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0]]}
-      root/images/<split>/<id>.jpg|.jpeg|.png         root/images/<id>.jpg|.jpeg|.png
+      root/images/<split>/<id>.jpg|.png|.webp|...     root/images/<id>.jpg|.png|.webp|.bmp|.tif
       root/masks/<split>/<id>.png                     root/masks/<id>.png
                                                       root/splits/<split>.txt   (one id per line)
 
@@ -33,6 +33,8 @@ prepare them):
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import to_dtype
 
 from deeplab.data.classes import (
     CLASSES_FILE,
@@ -60,8 +63,11 @@ from deeplab.data.classes import (
 from deeplab.paths import atomic_write
 
 Sample = dict[str, Any]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # of the folder dataset's images, in any case
+PILLOW_SUFFIXES = (".bmp", ".tif", ".tiff")  # images torchvision's decoder does not read: Pillow reads them
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", *PILLOW_SUFFIXES)  # of the folder dataset's images, any case
 MASK_SUFFIX = ".png"
+CHECK_CACHE = ".checked.json"  # in a folder dataset: the pairs check_pairs passed, by file size and time
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera was held: values 5-8 swap width and height
 REPLACE_FILE = "replace the file or prepare it again"  # the fix for a file that cannot be decoded
 
 
@@ -83,16 +89,82 @@ class SampleFiles:
 
 
 def read_image(path: Path, mode: ImageReadMode = ImageReadMode.RGB, hint: str = REPLACE_FILE) -> torch.Tensor:
-    """Decode ``path`` (JPEG or PNG) to ``(C, H, W)`` uint8; :class:`CorruptSampleError` (ending in ``hint``) if it
-    cannot be decoded."""
+    """Decode ``path`` (JPEG, PNG, WebP, BMP or TIFF) to ``(C, H, W)`` uint8 as viewers show it: turned upright by its
+    EXIF orientation, and a 16-bit image scaled to 8 bits over its full range (``value >> 8``, as torchvision's
+    ``to_dtype`` scales). :class:`CorruptSampleError` (ending in ``hint``) if it cannot be decoded."""
+    image = _decode(path, mode, hint, upright=True)
+    return to_dtype(image, torch.uint8, scale=True) if image.dtype != torch.uint8 else image
+
+
+def _decode(path: Path, mode: ImageReadMode, hint: str, *, upright: bool) -> torch.Tensor:
+    """``path`` decoded to ``(C, H, W)`` as stored (uint8, or uint16 for 16-bit files); ``upright`` applies the EXIF
+    orientation."""
     try:
-        return decode_image(str(path), mode=mode)
-    except RuntimeError as error:
+        if Path(path).suffix.lower() in PILLOW_SUFFIXES:
+            return _decode_with_pillow(path, mode, upright=upright)
+        return decode_image(str(path), mode=mode, apply_exif_orientation=upright)
+    except (RuntimeError, OSError) as error:  # Pillow's UnidentifiedImageError is an OSError
         raise CorruptSampleError(f"{path}: unreadable image ({_decoder_reason(str(error))}); {hint}") from None
 
 
+def _decode_with_pillow(path: Path, mode: ImageReadMode, *, upright: bool) -> torch.Tensor:
+    """A BMP or TIFF file as ``(C, H, W)``, 16-bit greyscale TIFFs as uint16, everything else uint8 (RGB for
+    ``mode=RGB``)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as picture:
+        picture = ImageOps.exif_transpose(picture) if upright else picture
+        sixteen_bits = picture.mode.startswith("I;16")
+        if mode == ImageReadMode.RGB and not sixteen_bits:
+            picture = picture.convert("RGB")
+        array = np.asarray(picture, dtype=np.uint16 if sixteen_bits else np.uint8)
+    tensor = torch.from_numpy(array.copy())
+    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)  # (C, H, W)
+    return tensor.expand(3, -1, -1).contiguous() if mode == ImageReadMode.RGB and tensor.shape[0] == 1 else tensor
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of the image file ``path`` as :func:`read_image` returns it (EXIF orientation applied), from its
+    header: the pixels are not decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            width, height = picture.size
+    except OSError as error:
+        raise CorruptSampleError(f"{path}: unreadable image ({error}); {REPLACE_FILE}") from None
+    return (width, height) if is_turned_by_exif(path) else (height, width)
+
+
+def _signature(files: SampleFiles) -> list[int]:
+    """Sizes and modification times of a pair's files: a pair whose signature is unchanged need not be read again."""
+    image, mask = files.image.stat(), files.mask.stat()
+    return [image.st_size, image.st_mtime_ns, mask.st_size, mask.st_mtime_ns]
+
+
+def _read_check_cache(path: Path) -> dict[str, list[int]]:
+    """The pairs :meth:`FolderDataset.check_pairs` passed earlier; nothing when the file is missing or damaged."""
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def is_turned_by_exif(path: Path) -> bool:
+    """Whether the image file ``path`` carries an EXIF orientation that swaps its width and height."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            return picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except OSError:
+        return False
+
+
 def read_mask_file(path: Path, hint: str = REPLACE_FILE) -> torch.Tensor:
-    """Decode the mask PNG ``path`` to ``(C, H, W)`` uint8 as it is stored: a palette PNG gives its indices.
+    """Decode the mask PNG ``path`` to ``(C, H, W)`` uint8 as it is stored (never turned by EXIF): a palette PNG
+    gives its indices, a 16-bit PNG its values (at most 255).
 
     torchvision's decoder returns wrong values for palette PNGs of 1, 2 or 4 bits per pixel, which Pillow writes for
     palettes of at most 16 colours (a hand-made mask of a few classes): those are unpacked with Pillow instead.
@@ -102,7 +174,16 @@ def read_mask_file(path: Path, hint: str = REPLACE_FILE) -> torch.Tensor:
 
         with Image.open(path) as picture:
             return torch.from_numpy(np.asarray(picture, dtype=np.uint8).copy())[None]
-    return read_image(path, ImageReadMode.UNCHANGED, hint)
+    raw = _decode(path, ImageReadMode.UNCHANGED, hint, upright=False)  # a mask is never turned
+    if raw.dtype == torch.uint16:  # 16 bits per pixel, as many annotation tools write: indices all the same
+        largest = int(raw.to(torch.int32).max())  # uint16 tensors support few operations
+        if largest > IGNORE_INDEX:
+            raise CorruptSampleError(
+                f"{path}: 16-bit mask with values up to {largest}; class indices are 0 .. 254 and 255 for ignore: "
+                "save the mask with 8 bits per pixel"
+            )
+        raw = raw.to(torch.uint8)
+    return raw
 
 
 def write_mask_file(labels: torch.Tensor, palette: Sequence[Color], path: Path) -> None:
@@ -154,7 +235,7 @@ class SegmentationDataset(Dataset):
         self.classes, self.palette, self.num_classes = info.classes, info.palette, info.num_classes
         splits = self.available_splits(self.root)
         if split not in splits:
-            raise DatasetError(f"unknown split {split!r} for {self.name}: use one of {', '.join(splits)}")
+            raise DatasetError(f"unknown split {split!r} for {self.name}: {self.split_hint(split, splits)}")
         self.samples = self.list_samples()
         self._check_files()
         self.raw_values = self._raw_values()  # (256,) bool: which values a mask file may hold
@@ -196,6 +277,10 @@ class SegmentationDataset(Dataset):
         """The samples of ``self.split``, in a fixed order."""
         raise NotImplementedError
 
+    def split_hint(self, split: str, splits: list[str]) -> str:
+        """What to do about a ``split`` this dataset does not have (it has ``splits``)."""
+        return f"use one of {', '.join(splits)}"
+
     def _check_files(self) -> None:
         if not self.samples:
             raise DatasetNotFoundError(
@@ -225,9 +310,16 @@ class SegmentationDataset(Dataset):
                 f"(palette or grayscale PNG); {self.fix_hint('channels')}"
             )
         if tuple(raw.shape[-2:]) != image_size:
+            turned = tuple(raw.shape[-2:]) == image_size[::-1] and is_turned_by_exif(files.image)
+            fix = (
+                "the image is shown turned by its EXIF orientation and the mask fits its stored pixels: draw the mask "
+                "on the image as shown, or save the image upright without the orientation tag"
+                if turned
+                else self.fix_hint("size")
+            )
             raise CorruptSampleError(
                 f"{files.mask}: mask size {tuple(raw.shape[-2:])} differs from its image {files.image.name} "
-                f"{image_size}; {self.fix_hint('size')}"
+                f"{image_size}; {fix}"
             )
         counts = torch.bincount(raw.flatten(), minlength=256)  # (256,) pixels per raw value
         bad = ((counts > 0) & ~self.raw_values).nonzero().flatten().tolist()
@@ -350,8 +442,8 @@ def scan_folder_split(root: str | Path, split: str) -> FolderSplit:
     image_dir, mask_dir = (
         (root / "images", root / "masks") if list_file else (root / "images" / split, root / "masks" / split)
     )
-    images, image_twins = _index(image_dir, IMAGE_SUFFIXES)
-    masks, mask_twins = _index(mask_dir, (MASK_SUFFIX,))
+    images, image_twins, unread_images = _index(image_dir, IMAGE_SUFFIXES)
+    masks, mask_twins, unread_masks = _index(mask_dir, (MASK_SUFFIX,))
     ids = _listed_ids(list_file) if list_file else sorted(images.keys() | masks.keys())
     check = checker_hint(root)
     if list_file:
@@ -363,7 +455,7 @@ def scan_folder_split(root: str | Path, split: str) -> FolderSplit:
         )
     else:
         without_image = Unpaired(
-            tuple(str(masks[i]) for i in ids if i not in images),
+            tuple(_with_unread(masks[i], unread_images.get(i), "images") for i in ids if i not in images),
             f"no image in {image_dir}",
             "mask",
             f"add each image as <id>{'|'.join(IMAGE_SUFFIXES)} or remove the mask; {check}",
@@ -376,7 +468,7 @@ def scan_folder_split(root: str | Path, split: str) -> FolderSplit:
             f"keep one image and one mask per id; {check}",
         ),
         Unpaired(
-            tuple(str(images[i]) for i in ids if i in images and i not in masks),
+            tuple(_with_unread(images[i], unread_masks.get(i), "masks") for i in ids if i in images and i not in masks),
             f"no mask in {mask_dir}",
             "image",
             f"add each mask as <id>{MASK_SUFFIX} or remove the image; {check}",
@@ -387,22 +479,34 @@ def scan_folder_split(root: str | Path, split: str) -> FolderSplit:
     return FolderSplit(split, pairs, tuple(problem for problem in problems if problem.names))
 
 
-def _index(folder: Path, suffixes: tuple[str, ...]) -> tuple[dict[str, Path], list[tuple[Path, Path]]]:
+def _with_unread(path: Path, unread: Path | None, kind: str) -> str:
+    """``path``, and the file of the same id that is not read (e.g. a JPEG mask), if there is one."""
+    readable = {"images": ", ".join(IMAGE_SUFFIXES), "masks": MASK_SUFFIX}[kind]
+    return f"{path} (not read: {unread}; {kind} are {readable})" if unread else str(path)
+
+
+def _index(
+    folder: Path, suffixes: tuple[str, ...]
+) -> tuple[dict[str, Path], list[tuple[Path, Path]], dict[str, Path]]:
     """The files under ``folder`` (any depth) ending in one of ``suffixes`` (any case), by id (the relative path
-    without suffix), and the pairs of files that share an id. Names starting with ``.`` are skipped."""
+    without suffix), the pairs of files that share an id, and the other files by id (not read, named where their
+    partner is reported). Names starting with ``.`` are skipped."""
     files: dict[str, Path] = {}
+    others: dict[str, Path] = {}
     twins = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         hidden = any(part.startswith(".") for part in relative.parts)
-        if hidden or path.suffix.lower() not in suffixes or not path.is_file():
+        if hidden or not path.is_file():
             continue
         key = relative.with_suffix("").as_posix()
-        if key in files:
+        if path.suffix.lower() not in suffixes:
+            others[key] = path
+        elif key in files:
             twins.append((files[key], path))
         else:
             files[key] = path
-    return files, twins
+    return files, twins, others
 
 
 def _listed_ids(list_file: Path) -> list[str]:
@@ -449,11 +553,41 @@ class FolderDataset(SegmentationDataset):
             return f"convert colour masks with `python -m deeplab data check {self.root} --convert-rgb`"
         return f"fix or remove the pair; {checker_hint(self.root)}"
 
+    def split_hint(self, split: str, splits: list[str]) -> str:
+        return (
+            f"{self.root} holds {', '.join(splits)}; add {self.root / 'images' / split} and "
+            f"{self.root / 'masks' / split} (or {self.root / 'splits' / split}.txt), or train on the splits it holds "
+            "with --set data.train_split=NAME / data.val_split=NAME"
+        )
+
     def list_samples(self) -> list[SampleFiles]:
         found = scan_folder_split(self.root, self.split)
         if found.problems:
             raise DatasetError(found.problems[0].message())
         return list(found.pairs)
+
+    def check_pairs(self) -> None:
+        """Read every mask of the split and the size of every image (not the pixels) once, before any training: a
+        bad pair stops a run before its first step, not when a batch draws it. Pairs that passed keep their file
+        sizes and times (and the number of classes) in ``root/.checked.json``, so a second start reads only what
+        changed."""
+        cache = self.root / CHECK_CACHE
+        passed = _read_check_cache(cache)
+        errors, fresh = [], {}
+        for files in self.samples:
+            key, signature = files.mask.relative_to(self.root).as_posix(), [*_signature(files), self.num_classes]
+            if passed.get(key) != signature:
+                try:
+                    self.mask_labels(read_mask_file(files.mask, self.fix_hint("image")), files, image_size(files.image))
+                except DatasetError as error:
+                    errors.append(str(error))
+                    continue
+            fresh[key] = signature
+        with contextlib.suppress(OSError):  # a read-only dataset is checked again next time
+            atomic_write(cache, lambda path: path.write_text(json.dumps({**passed, **fresh})))
+        if errors:
+            more = f" (and {len(errors) - 1} more broken pairs)" if len(errors) > 1 else ""
+            raise CorruptSampleError(f"{errors[0]}{more}")
 
 
 DATASETS: dict[str, type[SegmentationDataset]] = {

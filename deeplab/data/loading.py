@@ -1,4 +1,5 @@
-"""Reading samples in ``DataLoader`` worker processes without losing the one-line error of a bad file.
+"""Reading samples in ``DataLoader`` worker processes without losing the one-line error of a bad file, and how many
+such processes a machine takes (:func:`worker_count`).
 
 A ``DatasetError`` raised in a worker reaches the main process re-raised with the worker's traceback in its
 message. :class:`CarryErrors` returns the error as the sample instead, and :func:`raise_carried` raises it, as it
@@ -7,6 +8,7 @@ was, in the process that iterates the loader.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch.utils.data import Dataset
@@ -35,3 +37,10 @@ def raise_carried(sample: Any) -> Any:
     if isinstance(sample, dict) and "error" in sample:
         raise sample["error"]
     return sample
+
+
+def worker_count(requested: int) -> int:
+    """``requested`` DataLoader worker processes, at most one per CPU core this process may run on (the most PyTorch
+    suggests: more only compete for the cores, and it warns)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(requested, cores)

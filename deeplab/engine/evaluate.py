@@ -17,7 +17,6 @@ A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``De
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from deeplab.data.loading import CarryErrors, raise_carried
+from deeplab.data.loading import CarryErrors, raise_carried, worker_count
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.metrics import ConfusionMatrix
 from deeplab.engine.precision import autocast_dtype, uses_channels_last
@@ -171,7 +170,7 @@ def evaluate(
     network = inference_model(model, inference, inplace=inplace)
     matrix = ConfusionMatrix(num_classes, device=env.device)
     share = Subset(dataset, range(env.rank, len(dataset), env.world_size))  # every world_size-th, from the rank
-    samples = _read_ahead(share, min(workers, os.cpu_count() or 1), pin_memory=env.device.type == "cuda")
+    samples = _read_ahead(share, worker_count(workers), pin_memory=env.device.type == "cuda")
     for sample in tqdm(samples, total=len(share), desc="evaluate", disable=not (progress and env.is_main)):
         image = sample["image"].unsqueeze(0).to(env.device, non_blocking=True)
         mask = sample["mask"].to(env.device, non_blocking=True)
@@ -185,6 +184,12 @@ def evaluate(
 def _read_ahead(dataset: Dataset, workers: int, *, pin_memory: bool) -> Iterator[dict[str, torch.Tensor]]:
     """The samples of ``dataset`` in order, read ahead by ``workers`` processes; a sample that a worker could not
     read raises its one-line error here, in the main process."""
-    loader = DataLoader(CarryErrors(dataset), batch_size=None, num_workers=workers, pin_memory=pin_memory)
+    loader = DataLoader(
+        CarryErrors(dataset),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),  # seeds come from here, not from the global RNG that training's dropout uses
+    )
     for sample in loader:
         yield raise_carried(sample)

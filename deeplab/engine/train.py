@@ -19,7 +19,10 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
+import shutil
+import socket
 import sys
 import time
 import warnings
@@ -29,14 +32,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from filelock import FileLock, Timeout
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from deeplab.config import Config, TrainConfig, config_differences, with_dataset_classes
-from deeplab.data import DatasetInfo, build_dataset
-from deeplab.data.loading import CarryErrors, raise_carried
+from deeplab.data import DatasetInfo, FolderDataset, build_dataset
+from deeplab.data.loading import CarryErrors, raise_carried, worker_count
 from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
 from deeplab.engine.distributed import Distributed
@@ -47,12 +51,23 @@ from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
 from deeplab.engine.tensorboard import TensorBoardLog
 from deeplab.engine.window import LossWindow
 from deeplab.models import build_model
-from deeplab.models.weights import CheckpointError, atomic_save, load_fitting, read_checkpoint, save_checkpoint
+from deeplab.models.weights import (
+    CheckpointError,
+    InitReport,
+    atomic_save,
+    load_fitting,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 CHECKPOINT = "last.pth"
 BEST_CHECKPOINT = "best.pth"
 INIT_REPORT = "init_from.json"
 TENSORBOARD = "tb"
+CONFIG_FILE = "config.json"
+PREVIOUS = "previous"  # where a fresh start moves the files of the run it replaces
+LOCK = ".lock"  # held by the process that writes the run folder, for the whole run
+RUN_FILES = (CHECKPOINT, BEST_CHECKPOINT, LOG, FINAL_METRICS, INIT_REPORT, CONFIG_FILE, TENSORBOARD)
 
 
 class TrainingError(RuntimeError):
@@ -176,6 +191,10 @@ class Trainer:
         self.val_set = build_dataset(
             data.dataset, data_root, data.val_split, transforms=eval_transforms(scale=data.scale)
         )
+        for dataset in (train_set, self.val_set):
+            if isinstance(dataset, FolderDataset):  # your own data: every pair read once, before any step
+                dataset.check_pairs()
+        self._check_batch_fits(len(train_set))
         self.sampler = GlobalBatchSampler(
             len(train_set),
             batch_per_process=self.batch_per_process,
@@ -184,14 +203,14 @@ class Trainer:
             world_size=env.world_size,
             seed=train_config.seed,
         )
-        on_gpu = env.device.type == "cuda"
+        on_gpu, workers = env.device.type == "cuda", worker_count(data.num_workers)
         self.loader = DataLoader(
             CarryErrors(SeededAugmentation(train_set, augment, seed=train_config.seed)),
             batch_sampler=self.sampler,
-            num_workers=data.num_workers,
+            num_workers=workers,
             collate_fn=collate,
             pin_memory=on_gpu,
-            persistent_workers=on_gpu and data.num_workers > 0,
+            persistent_workers=on_gpu and workers > 0,
             generator=torch.Generator(),  # keeps DataLoader seeding off the global RNG that dropout uses
         )
         self.total_steps = train_config.iterations or train_config.epochs * self.sampler.steps_per_epoch
@@ -212,6 +231,17 @@ class Trainer:
             raise TrainingError(
                 f"train.batch_per_process={self.batch_per_process} gives BatchNorm a single image (the ASPP "
                 "image-pooling branch then fails): use 2 or more, or SyncBatchNorm over several GPUs"
+            )
+
+    def _check_batch_fits(self, images: int) -> None:
+        """Refuse a global batch larger than the ``images`` of the training split (an epoch would have no step)."""
+        batch, unit = self.config.train.batch_size, self.batch_per_process * self.env.world_size
+        if images < batch:
+            fitting = max(images // unit * unit, unit)
+            raise TrainingError(
+                f"train.batch_size={batch} (the global batch) is larger than the {images} training images of "
+                f"{self.config.data.dataset} split {self.config.data.train_split!r}: set --set "
+                f"train.batch_size={fitting} or fewer, or add training images"
             )
 
     def _build_model(self) -> nn.Module:
@@ -331,16 +361,24 @@ class Trainer:
             extra = {"config": dataclasses.asdict(self.config), "classes": self.classes.to_dict(), **self.best}
             save_checkpoint(self.run_dir / BEST_CHECKPOINT, self.network, **extra)
 
-    def start_from_checkpoint(self) -> None:
-        """Fine-tuning: load what fits of ``model.init_from`` and write what was loaded and what is new, by name, to
-        ``init_from.json`` (and a line to the log)."""
+    def start_from_checkpoint(self) -> InitReport | None:
+        """Fine-tuning: load what fits of ``model.init_from`` into the model; returns what was loaded and what is
+        new, by name (``None`` without ``model.init_from``)."""
         source = self.config.model.init_checkpoint
-        if source is None:
+        return None if source is None else load_fitting(self.network, source, self.config.model.init_min_loaded)
+
+    def _set_aside_earlier_run(self) -> None:
+        """Move the files an earlier run left in the folder to ``previous/`` (replacing what an even earlier start
+        moved there): a new start never deletes a run's results."""
+        earlier = [self.run_dir / name for name in RUN_FILES if (self.run_dir / name).exists()]
+        if not earlier:
             return
-        report = load_fitting(self.network, source)
-        if self.env.is_main:
-            atomic_write_json(self.run_dir / INIT_REPORT, report.to_dict())
-            print(report.summary(), flush=True)
+        aside = self.run_dir / PREVIOUS
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for path in earlier:
+            path.rename(aside / path.name)
+        print(f"the earlier run's files in {self.run_dir} are now in {aside}", flush=True)
 
     def _read_best(self) -> dict[str, float] | None:
         """The mIoU and iteration of this run's ``best.pth``, if it has one: the file itself is the record, so a
@@ -357,9 +395,8 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"no checkpoint to resume in {self.run_dir}: run without --resume to start afresh")
         state = read_checkpoint(path)
-        saved_config = state.get("config")
-        if saved_config != dataclasses.asdict(self.config):
-            changed = config_differences(saved_config or {}, dataclasses.asdict(self.config))
+        changed = config_differences(state.get("config") or {}, dataclasses.asdict(self.config))
+        if changed:
             raise CheckpointError(
                 f"{path} was trained with another config ({changed}): resume with the same --config and --set values"
             )
@@ -381,23 +418,51 @@ class Trainer:
 
     # ---- the whole run ------------------------------------------------------------------------------------------
     def _start(self, log: RunLog, *, resume: bool) -> None:
-        """Resume (dropping log records after the checkpoint), or start afresh: clear what an earlier run left in the
-        folder, and load ``model.init_from``; write ``config.json`` and say what the backbone starts from."""
+        """Resume (dropping log records after the checkpoint), or start afresh: load ``model.init_from``, then move
+        what an earlier run left in the folder aside. Every check comes before the folder is touched. Writes
+        ``config.json`` (and ``init_from.json``) and says what the backbone starts from."""
+        report = None
         if resume:
             self.resume()
             log.truncate_after(self.iteration)
-        elif self.env.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            log.clear()
-            for stale in (FINAL_METRICS, BEST_CHECKPOINT, INIT_REPORT):  # an earlier run's in this folder
-                (self.run_dir / stale).unlink(missing_ok=True)
+        else:
+            report = self.start_from_checkpoint()
+            if self.env.is_main:
+                self._set_aside_earlier_run()
+                log.clear()
         if self.env.is_main:
-            (self.run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+            (self.run_dir / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
             print(_backbone_start(self.config), flush=True)
             if note := emulation_note(self.config.train.amp, self.env.device, option="train.amp"):
                 print(note, flush=True)
-        if not resume:
-            self.start_from_checkpoint()
+            if report is not None:
+                atomic_write_json(self.run_dir / INIT_REPORT, report.to_dict())
+                print(report.summary(), flush=True)
+
+    @contextlib.contextmanager
+    def _only_writer(self) -> Iterator[None]:
+        """Hold ``run_dir/.lock`` (main process) for the whole run: a second run writing into the same folder is
+        refused in one line. The operating system frees the lock of a killed process, so ``--resume`` after
+        ``kill -9`` takes it over."""
+        if not self.env.is_main:
+            yield
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock, holder = FileLock(self.run_dir / LOCK), self.run_dir / f"{LOCK}.holder"
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            who = holder.read_text().strip() if holder.is_file() else "another process"
+            raise TrainingError(
+                f"{self.run_dir} is being written by another run ({who}): wait for it to end, or train into another "
+                "--out"
+            ) from None
+        try:
+            holder.write_text(f"process {os.getpid()} on {socket.gethostname()}\n")
+            yield
+        finally:
+            holder.unlink(missing_ok=True)
+            lock.release()
 
     @staticmethod
     def _write(record: dict[str, Any], log: RunLog, board: TensorBoardLog) -> None:
@@ -432,6 +497,12 @@ class Trainer:
 
         ``on_record`` (main process) sees every record written to the log, e.g. to draw live curves.
         """
+        with self._only_writer():
+            return self._fit(resume=resume, progress=progress, on_record=on_record)
+
+    def _fit(
+        self, *, resume: bool, progress: bool | None, on_record: Callable[[dict[str, Any]], None] | None
+    ) -> dict[str, Any]:
         log = RunLog(self.run_dir / LOG, enabled=self.env.is_main, on_record=on_record)
         self._start(log, resume=resume)
         train_config, steps_per_epoch = self.config.train, self.sampler.steps_per_epoch

@@ -8,6 +8,7 @@ Two outside formats load into our modules by renaming keys:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import pickle
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 StateDict = dict[str, torch.Tensor]
+SHOWN = 4  # tensor names a one-line report shows before it counts the rest
 
 
 class CheckpointError(RuntimeError):
@@ -162,8 +164,14 @@ class InitReport:
     unused: list[str]
 
     def summary(self) -> str:
-        """One line for the run log: counts, and the new tensors by name."""
-        new = ", ".join(f"{key} ({why})" for key, why in self.new.items()) or "none"
+        """One line for the run log: counts, and the first new tensors by name (the rest counted by module; all of
+        them are in ``to_dict``)."""
+        named = [f"{key} ({why})" for key, why in self.new.items()]
+        new = ", ".join(named[:SHOWN]) or "none"
+        if len(named) > SHOWN:
+            modules = collections.Counter(key.partition(".")[0] for key in list(self.new)[SHOWN:])
+            counts = ", ".join(f"{module} {count}" for module, count in modules.items())
+            new += f", ... and {len(named) - SHOWN} more ({counts}; all in init_from.json)"
         return (
             f"model.init_from {self.source}: loaded {len(self.loaded)} of {len(self.loaded) + len(self.new)} "
             f"tensors; new (initialised afresh) {len(self.new)}: {new}; unused from the checkpoint "
@@ -174,8 +182,9 @@ class InitReport:
         return dataclasses.asdict(self)
 
 
-def load_fitting(model: nn.Module, path: str | os.PathLike) -> InitReport:
-    """Start ``model`` from every tensor of the checkpoint at ``path`` whose name and shape fit: fine-tuning.
+def load_fitting(model: nn.Module, path: str | os.PathLike, min_loaded: float = 0.0) -> InitReport:
+    """Start ``model`` from every tensor of the checkpoint at ``path`` whose name and shape fit: fine-tuning. A
+    checkpoint that would give less than ``min_loaded`` of the model's weights (by number) is refused.
 
     The checkpoint may be ours, sssegmentation's (renamed) or an ImageNet backbone alone (open-mmlab's V1c or
     torchvision's ResNet: names without a ``backbone.`` prefix get one, ``fc.*`` is dropped). What does not fit,
@@ -198,6 +207,14 @@ def load_fitting(model: nn.Module, path: str | os.PathLike) -> InitReport:
         raise CheckpointError(
             f"{path}: no tensor fits this model by name and shape (model.init_from): pass a DeepLabV3+ or ImageNet "
             "ResNet checkpoint of the same depth and stem"
+        )
+    share = sum(value.numel() for value in fits.values()) / sum(value.numel() for value in expected.values())
+    if share < min_loaded:
+        raise CheckpointError(
+            f"{path} would give only {share:.1%} of the model's weights ({len(fits)} of {len(expected)} tensors fit "
+            f"by name and shape), less than model.init_min_loaded={min_loaded:g}: it is not a checkpoint of this "
+            "network; pass a DeepLabV3+ or ImageNet ResNet checkpoint of the same depth and stem, or lower "
+            "model.init_min_loaded"
         )
     module.load_state_dict(fits, strict=False)
     unused = [key for key in state if key not in expected]
@@ -255,7 +272,7 @@ def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor]
     module.load_state_dict(state)
 
 
-def _shorten(keys: list[str], limit: int = 4) -> str:
+def _shorten(keys: list[str], limit: int = SHOWN) -> str:
     shown = ", ".join(keys[:limit])
     return shown if len(keys) <= limit else f"{shown}, ... (+{len(keys) - limit} more)"
 

@@ -36,6 +36,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
+from deeplab.config import FOLDER_CONFIGS
 from deeplab.data.classes import (
     CLASSES_FILE,
     IGNORE_INDEX,
@@ -171,6 +172,7 @@ def check_folder(
     except ClassesFileError as error:
         report.errors.append(str(error))
     found = _scan_splits(report.root, report.errors)
+    report.warnings += config_warnings(found)
     if report.info is None:
         report.splits = [SplitReport.empty(split.name, len(split.pairs), 0) for split in found]
         report.warnings.append(f"pixels not checked: fix {report.root / CLASSES_FILE} first")
@@ -178,6 +180,25 @@ def check_folder(
     _read_pairs(report, found, overlays, convert_rgb, progress)
     report.warnings += balance_warnings(report.splits, report.info)
     return report
+
+
+def config_warnings(found: list[FolderSplit]) -> list[str]:
+    """What ``train --config folder-*`` refuses on these splits with the configs' own settings: a missing training
+    or validation split, and fewer training images than one global batch."""
+    config = next(iter(FOLDER_CONFIGS.values()))  # the four folder configs share their data and batch settings
+    data, batch = config.data, config.train.batch_size
+    images = {split.name: len(split.pairs) for split in found}
+    warnings = [
+        f"no split {split!r}: the folder-* configs use {key}={split}; add it, or train with --set {key}=NAME"
+        for key, split in (("data.train_split", data.train_split), ("data.val_split", data.val_split))
+        if split not in images
+    ]
+    if 0 < images.get(data.train_split, 0) < batch:
+        warnings.append(
+            f"{images[data.train_split]} training images, fewer than the folder-* configs' global batch of {batch}: "
+            f"train with --set train.batch_size=N, N at most {images[data.train_split]}"
+        )
+    return warnings
 
 
 def _scan_splits(root: Path, errors: list[str]) -> list[FolderSplit]:
