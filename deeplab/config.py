@@ -91,6 +91,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     aux_weight: float = 0.4
     ignore_index: int = 255
+    class_weights: str = "none"  # per-class loss weights: none (the reference's), auto (median frequency), w0,w1,...
     iterations: int = 0  # optimizer steps; 0 = epochs * steps per epoch (the reference's sampler, see sampling.py)
     batch_per_process: int = 0  # images per forward; 0 = batch_size / processes (the reference's); smaller accumulates
     amp: str = "none"  # none | bf16 | fp16 (fp16 on GPUs, with a gradient scaler)
@@ -350,6 +351,18 @@ def _torchvision_weight_exists(name: str) -> bool:
 _BOOLEAN = Rule("true or false", lambda value: isinstance(value, bool))
 _NAME = Rule("a non-empty string", lambda value: isinstance(value, str) and value.strip() != "")
 
+
+def _is_class_weights(value: typing.Any) -> bool:
+    """``"none"``, ``"auto"`` or comma-separated numbers >= 0, not all 0."""
+    if value in ("none", "auto"):
+        return True
+    try:
+        weights = [float(part) for part in str(value).split(",")]
+    except ValueError:
+        return False
+    return all(math.isfinite(weight) and weight >= 0 for weight in weights) and any(weights)
+
+
 # Each key's own rule; the rules between keys (_CONTEXT_RULES) run once all of these hold.
 _RULES: dict[str, Rule] = {
     "model.num_classes": _integer(0),
@@ -383,6 +396,7 @@ _RULES: dict[str, Rule] = {
     "train.poly_power": _number("(0, inf)"),
     "train.min_lr_ratio": _number("[0, 1]"),
     "train.aux_weight": _number("[0, inf)"),
+    "train.class_weights": Rule("'none', 'auto' or one weight >= 0 per class, comma-separated", _is_class_weights),
     "train.ignore_index": _integer(0, 255),  # masks are uint8 PNGs
     "train.iterations": _integer(0),
     "train.batch_per_process": _integer(0),

@@ -54,6 +54,7 @@ BAD_VALUES = {
     "train.poly_power": "0",
     "train.min_lr_ratio": "1.5",
     "train.aux_weight": "inf",
+    "train.class_weights": "1,-2",
     "train.ignore_index": "256",
     "train.iterations": "0",  # with epochs 0: no length at all
     "train.batch_per_process": "16",  # more than the batch of 8

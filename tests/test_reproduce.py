@@ -228,9 +228,12 @@ def as_smoke_run(arguments: list[str]) -> list[str]:
 @pytest.mark.slow
 def test_the_readmes_reproduce_commands_run_in_smoke_mode_with_relative_paths(toy_root, tmp_path):
     """Run from a folder of its own, as a user would from the repository: ``data/``, ``weights/`` and ``runs/``
-    are relative to it (papermill's kernel runs in ``notebooks/``). The ImageNet file is a random stand-in."""
+    are relative to it (papermill's kernel runs in ``notebooks/``). The ImageNet file is a random stand-in. As smoke
+    runs (one config, one process) the README's two commands differ only in ``--out``: the second runs here, and
+    tests/test_docs.py checks that both parse."""
     commands = [command for command in readme_commands("python -m deeplab reproduce") if "--released" not in command]
     assert len(commands) == 2 and commands[0][4:8] == ["--configs", "all", "--nproc-per-node", "8"]
+    commands = commands[1:]
     shutil.copytree(toy_root / "toy", tmp_path / "data" / "toy")
     weights = tmp_path / "weights" / "resnet50_v1c-2cccc1ad.pth"
     weights.parent.mkdir()

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from filelock import FileLock
 from PIL import Image
 from torch import nn
 
 from deeplab import build_model, get_config
+from deeplab.data import build_dataset
+from deeplab.data.balance import class_pixels, median_frequency_weights
 from deeplab.data.datasets import DatasetError
 from deeplab.data.loading import worker_count
 from deeplab.engine import train as engine
@@ -76,6 +79,37 @@ def test_loss_ignores_255_and_adds_the_auxiliary_term_at_0_4():
 
 
 @pytest.mark.slow
+def test_class_weights_weigh_each_pixel_by_its_class_and_all_zero_weights_give_zero():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    masks = torch.randint(0, 3, (2, 4, 4))
+    masks[0, 0] = 255
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    config = get_config("toy-r50-d16").train
+    loss = segmentation_losses({"out": logits}, masks, config, weights)["loss_cls"]
+    valid = masks != 255
+    per_pixel = F.cross_entropy(logits, masks.masked_fill(~valid, 0), reduction="none")[valid]
+    expected = (weights[masks[valid]] * per_pixel).sum() / weights[masks[valid]].sum()
+    torch.testing.assert_close(loss, expected)
+    only_zero = torch.zeros_like(masks)  # every pixel of class 0, weighted 0: nothing to learn, and no NaN
+    loss = segmentation_losses({"out": logits}, only_zero, config, torch.tensor([0.0, 1.0, 1.0]))["loss_cls"]
+    loss.backward()
+    assert loss.item() == 0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_median_frequency_weights_from_the_training_masks(toy_root, tmp_path):
+    pixels, holding = torch.tensor([30, 10, 0]), torch.tensor([48, 48, 0])  # the third class never occurs
+    frequency = torch.tensor([30 / 48, 10 / 48])
+    expected = torch.tensor([*(frequency.mean() / frequency), 1.0])  # the median of two values is their mean
+    torch.testing.assert_close(median_frequency_weights(pixels, holding), expected)
+    trainer = Trainer(get_config("toy-r50-d16", [*TINY, "train.class_weights=auto"]), toy_root, tmp_path, CPU)
+    pixels, holding = class_pixels(build_dataset("toy", toy_root, "train"))
+    assert pixels.sum() > 0 and bool((holding >= pixels).all())
+    torch.testing.assert_close(trainer.class_weights, median_frequency_weights(pixels, holding))
+    with pytest.raises(TrainingError, match=r"train.class_weights=1,2 gives 2 weights for the 6 classes of toy"):
+        Trainer(get_config("toy-r50-d16", [*TINY, "train.class_weights=1,2"]), toy_root, tmp_path, CPU)
+
+
 def test_overfits_one_batch_to_near_zero_loss():
     torch.manual_seed(0)
     config = get_config("toy-r50-d16", ["model.channels=32", "model.dropout=0"])
@@ -200,8 +234,8 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     config = get_config("toy-r50-d16", [*TINY, "train.checkpoint_every=1"])
     trainer = Trainer(config, toy_root, tmp_path, CPU)
 
-    def poisoned(outputs, masks, train_config):
-        losses = segmentation_losses(outputs, masks, train_config)
+    def poisoned(outputs, masks, train_config, class_weights):
+        losses = segmentation_losses(outputs, masks, train_config, class_weights)
         return {**losses, "loss_cls": losses["loss_cls"] * math.nan} if trainer.iteration == 2 else losses
 
     monkeypatch.setattr(engine, "segmentation_losses", poisoned)

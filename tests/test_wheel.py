@@ -1,11 +1,13 @@
-"""The package stands alone: its wheel, installed outside the clone, makes data, trains, evaluates, predicts, exports,
-fetches a released model and saves it in the Hugging Face layout.
+"""The package stands alone: its wheel, installed outside the clone with the core dependencies alone, makes data,
+trains, evaluates, predicts, exports, fetches a released model and saves it in the Hugging Face layout.
 
 The wheel is built from the repository and installed with ``pip install --target`` into a folder of its own, put
 first on ``PYTHONPATH`` (before the virtual environment's site-packages, where the clone's editable install is). One
-process, working in a folder outside the clone, runs the commands through ``deeplab.__main__.main`` and the public
-API, and checks that no module of the clone was imported. The released model is a stand-in (the reference's network,
-random weights, today's layout) served from a local HTTP server.
+process, working in a folder outside the clone, in which every module of the extras' distributions fails to import
+(as if only the core dependencies were installed), runs the commands through ``deeplab.__main__.main`` and the
+public API, and checks that no module of the clone or of the extras was imported, and that the one command that
+needs an extra (``export --format onnx``) says so in one line. The released model is a stand-in (the reference's
+network, random weights, today's layout) served from a local HTTP server.
 """
 
 import hashlib
@@ -22,6 +24,7 @@ import torch
 from tests import test_downloads, test_zoo
 from tests.conftest import TINY
 from tests.test_downloads import RangeServer
+from tests.test_extras import CORE_ONLY, extras_modules
 from tests.test_reference_equivalence import randomized_reference
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -38,7 +41,8 @@ build_base = {folder}/build
 egg_base = {folder}
 """
 
-# Run from a working folder outside the clone: python DRIVER SITE REPOSITORY TINY...
+# Run from a working folder outside the clone: python DRIVER SITE REPOSITORY TINY..., after HIDDEN = [...] and
+# tests.test_extras.CORE_ONLY, which hides the extras' modules.
 DRIVER = """
 import sys
 from pathlib import Path
@@ -79,6 +83,7 @@ for image in images:
 print("checked", len(images), "masks against Segmenter.predict")
 
 run("export", "--checkpoint", "run/last.pth", "--format", "torchscript")
+assert main(["export", "--checkpoint", "run/last.pth", "--format", "onnx"]) == 2  # needs the [export] extra
 logits = torch.jit.load("run/last.torchscript.pt")(torch.zeros(1, 3, 64, 64))
 assert logits.shape == (1, toy.classes.num_classes, 64, 64), logits.shape
 print("checked the TorchScript file")
@@ -101,6 +106,8 @@ clone = sorted(
     and not Path(file).resolve().is_relative_to(Path(sys.prefix).resolve())
 )
 assert not clone, f"imported from the clone: {clone}"
+extras = sorted(name for name in sys.modules if name.partition(".")[0] in HIDDEN)
+assert not extras, f"imported from the extras: {extras}"
 print(DONE)
 """
 
@@ -142,12 +149,18 @@ def test_the_installed_wheel_runs_every_command_outside_the_clone(release_url: R
 
     work = tmp_path / "work"
     work.mkdir()
-    (work / "driver.py").write_text(f"DONE = {DONE!r}\n{textwrap.dedent(DRIVER)}")
+    hidden = f"HIDDEN = {sorted(extras_modules())!r}\n{textwrap.dedent(CORE_ONLY)}"
+    (work / "driver.py").write_text(f"DONE = {DONE!r}\n{hidden}\n{textwrap.dedent(DRIVER)}")
     command = [sys.executable, "driver.py", str(site), str(REPOSITORY), *TINY, "train.iterations=2"]
     environment = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=work, env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == DONE, result.stdout
+    missing_extra = (
+        "error: ONNX files: onnx, onnxscript not installed; pip install onnx onnxscript (or the "
+        "deeplabv3plus-course package's [export] extra: pip install -e '.[export]' in a clone)"
+    )
+    assert "Traceback" not in result.stderr and missing_extra in result.stderr.splitlines(), result.stderr
 
     manifest = json.loads((work / "released" / "manifest.json").read_text())
     assert manifest[RELEASED.checkpoint]["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()

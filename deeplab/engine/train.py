@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from deeplab.config import Config, TrainConfig, config_differences, with_dataset_classes
-from deeplab.data import DatasetInfo, FolderDataset, build_dataset
+from deeplab.data import DatasetInfo, FolderDataset, SegmentationDataset, build_dataset
+from deeplab.data.balance import class_pixels, median_frequency_weights
 from deeplab.data.loading import CarryErrors, raise_carried, worker_count
 from deeplab.data.transforms import eval_transforms, train_transforms
 from deeplab.engine import distributed
@@ -87,25 +88,35 @@ def poly_factor(total_steps: int, power: float = 0.9, min_ratio: float = 0.01) -
 
 
 def segmentation_losses(
-    outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig
+    outputs: dict[str, torch.Tensor],
+    masks: torch.Tensor,
+    config: TrainConfig,
+    class_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The reference's loss terms: ``loss_cls``, the cross-entropy over valid pixels on ``out``, and (with an
-    ``aux`` output) ``loss_aux``, ``aux_weight`` times that on ``aux``.
+    ``aux`` output) ``loss_aux``, ``aux_weight`` times that on ``aux``; with ``class_weights`` ``(C,)``, each pixel
+    weighs its class's weight (the weighted mean of ``F.cross_entropy``).
 
     Shapes: logits ``(N, C, H, W)``, masks ``(N, H, W)`` int64 with ``ignore_index`` for unlabelled pixels. A batch
-    with no valid pixel gets 0 with zero gradients for both, where the mean would be 0/0 = NaN.
+    with no valid pixel (or none of weight > 0) gets 0 with zero gradients for both, where the mean would be 0/0 = NaN.
     """
-    labelled = (masks != config.ignore_index).any()
-    losses = {"loss_cls": _cross_entropy(outputs["out"], masks, labelled, config.ignore_index)}
+    valid = masks != config.ignore_index  # (N, H, W); no host sync below, so steps on a GPU do not wait
+    weights = valid if class_weights is None else class_weights[masks.masked_fill(~valid, 0)] * valid  # (N, H, W)
+    labelled = weights.any()
+
+    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:  # in fp32
+        if class_weights is None:
+            loss = F.cross_entropy(logits.float(), masks, ignore_index=config.ignore_index)
+            return torch.where(labelled, loss, torch.zeros_like(loss))
+        total = F.cross_entropy(
+            logits.float(), masks, weight=class_weights, ignore_index=config.ignore_index, reduction="sum"
+        )
+        return total / weights.sum().clamp(min=torch.finfo(torch.float32).tiny)  # 0 and zero gradients: no weight
+
+    losses = {"loss_cls": cross_entropy(outputs["out"])}
     if "aux" in outputs:
-        losses["loss_aux"] = config.aux_weight * _cross_entropy(outputs["aux"], masks, labelled, config.ignore_index)
+        losses["loss_aux"] = config.aux_weight * cross_entropy(outputs["aux"])
     return losses
-
-
-def _cross_entropy(logits: torch.Tensor, masks: torch.Tensor, labelled: torch.Tensor, ignore: int) -> torch.Tensor:
-    """The mean cross-entropy over the pixels not labelled ``ignore`` (in fp32), or 0 unless ``labelled``."""
-    loss = F.cross_entropy(logits.float(), masks, ignore_index=ignore)
-    return torch.where(labelled, loss, torch.zeros_like(loss))
 
 
 def segmentation_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -195,6 +206,7 @@ class Trainer:
             if isinstance(dataset, FolderDataset):  # your own data: every pair read once, before any step
                 dataset.check_pairs()
         self._check_batch_fits(len(train_set))
+        self.class_weights = self._class_weights(train_set)
         self.sampler = GlobalBatchSampler(
             len(train_set),
             batch_per_process=self.batch_per_process,
@@ -244,6 +256,26 @@ class Trainer:
                 f"train.batch_size={fitting} or fewer, or add training images"
             )
 
+    def _class_weights(self, train_set: SegmentationDataset) -> torch.Tensor | None:
+        """``train.class_weights`` as ``(C,)`` float32 on the device: ``None`` for "none", median frequency balancing
+        over the training split's masks for "auto" (:mod:`deeplab.data.balance`), else the numbers given."""
+        setting = self.config.train.class_weights
+        if setting == "none":
+            return None
+        if setting == "auto":
+            weights = median_frequency_weights(*class_pixels(train_set))
+        else:
+            weights = torch.tensor([float(weight) for weight in setting.split(",")])
+            if len(weights) != train_set.num_classes:
+                raise TrainingError(
+                    f"train.class_weights={setting} gives {len(weights)} weights for the {train_set.num_classes} "
+                    f"classes of {self.config.data.dataset}: give one per class, in class order, or auto"
+                )
+        if self.env.is_main:
+            named = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(train_set.classes, weights, strict=True))
+            print(f"class weights of the loss ({setting}): {named}", flush=True)
+        return weights.to(self.env.device)
+
     def _build_model(self) -> nn.Module:
         torch.manual_seed(self.config.train.seed)  # the same initial weights in every process
         model = build_model(self.config, weights=self.config.model.backbone_weights)
@@ -292,7 +324,7 @@ class Trainer:
             no_sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and not last else None
             with no_sync or contextlib.nullcontext():
                 with torch.autocast(self.env.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    losses = segmentation_losses(self.model(images), masks, self.config.train)
+                    losses = segmentation_losses(self.model(images), masks, self.config.train, self.class_weights)
                     loss = sum(losses.values()) / self.accumulation
                 self.scaler.scale(loss).backward()
             labelled = (masks != self.config.train.ignore_index).any().float()
