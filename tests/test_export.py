@@ -12,11 +12,13 @@ from pathlib import Path
 
 import onnxruntime
 import pytest
+import skimage
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as F
 
-from deeplab import build_model, get_config
+from deeplab import Segmenter, build_model, get_config
 from deeplab.__main__ import main
 from deeplab.data import TOY_CLASSES, dataset_info
 from deeplab.data.transforms import MEAN, STD
@@ -99,6 +101,26 @@ def test_onnx_axes_are_named(exported: dict[str, Path]) -> None:
     session = onnxruntime.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("images", ["batch", 3, "height", "width"])]
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("logits", ["batch", 6, "height", "width"])]
+
+
+def docs_snippet() -> str:
+    """The Python block of docs/deployment.md that runs an ONNX file as ``predict`` does."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    after = text.split("<!-- tests/test_export.py runs this block", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_onnxruntime_snippet_agrees_with_predict_on_a_photograph(
+    exported: dict[str, Path], trained: tuple[Path, nn.Module], tmp_path: Path
+) -> None:
+    photo = tmp_path / "cat.jpg"
+    Image.fromarray(skimage.data.chelsea()).save(photo)  # a real photograph, 451 x 300
+    code = docs_snippet().replace('"runs/folder-r50-d16/best.onnx", "photo.jpg"', f'"{exported["onnx"]}", "{photo}"')
+    scope: dict = {}
+    exec(compile(code, "docs/deployment.md", "exec"), scope)  # noqa: S102 - the documented snippet, as printed
+    expected = Segmenter.from_checkpoint(trained[0]).predict(Image.open(photo)).numpy()
+    assert scope["classes"].shape == expected.shape == (300, 451)
+    assert (scope["classes"] == expected).mean() >= 0.98
 
 
 @pytest.mark.slow
