@@ -268,6 +268,6 @@ def test_each_command_answers_help_under_its_own_name(group: str, what: str, opt
 
 
 def test_a_data_script_runs_its_command_as_printed():
-    result = subprocess.run([sys.executable, str(SCRIPTS / "voc.py"), "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(SCRIPTS / "download.py"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: voc.py") and "--no-verify-counts" in result.stdout
+    assert result.stdout.startswith("usage: download.py") and "--checksum" in result.stdout

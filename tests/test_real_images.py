@@ -101,6 +101,7 @@ def own_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_real_tool_files_go_through_the_checker_train_evaluate_and_predict(tmp_path):
     data = own_folder(tmp_path / "shots")
     report = check_folder(data, overlays=0, progress=False)

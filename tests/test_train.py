@@ -146,6 +146,7 @@ def test_trainer_learns_and_logs(toy_root, tmp_path):
     assert torch.load(tmp_path / "last.pth", weights_only=True)["iteration"] == 6
 
 
+@pytest.mark.slow
 def test_evaluating_during_training_does_not_change_what_it_learns(toy_root, tmp_path):
     """Evaluation draws no random number that training uses: evaluating every epoch (twice here) and never end on
     the same weights, bit for bit (the model has dropout, so a shifted global RNG would show)."""
