@@ -105,13 +105,15 @@ def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert "missing.pth" in result.stderr
 
 
-def test_a_reference_config_without_its_imagenet_file_is_refused_in_one_line(toy_root, tmp_path, monkeypatch, capsys):
+def test_a_missing_imagenet_file_is_named_beside_the_missing_data(toy_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    result = cli(capsys, "train", "--config", "voc-r50-d16", "--data-root", str(toy_root))
+    result = cli(capsys, "train", "--config", "voc-r50-d16", "--data-root", str(toy_root))  # no VOC there either
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ImageNet backbone weights weights/resnet50_v1c-2cccc1ad.pth not found")
-    assert "python -m deeplab weights imagenet --root weights" in result.stderr
-    assert "model.pretrained=none" in result.stderr and result.stderr.count("\n") == 1
+    header, voc, weights = result.stderr.splitlines()
+    assert header == "error: 2 problems stop the run before it starts:"
+    assert voc.startswith(f"  {toy_root / 'VOCdevkit' / 'VOC2012'} not found: run `python -m deeplab data voc")
+    assert weights.startswith("  ImageNet backbone weights weights/resnet50_v1c-2cccc1ad.pth not found")
+    assert "python -m deeplab weights imagenet --root weights" in weights and "model.pretrained=none" in weights
 
 
 def test_help_and_usage_errors_answer_without_importing_torch():

@@ -183,3 +183,16 @@ def test_a_class_count_that_disagrees_with_the_classes_file_is_refused(folder, t
     argv = ["train", "--config", "folder-r50-d16", "--data-root", str(folder), "--out", str(tmp_path), *settings]
     assert main(argv) == 2
     assert "model.num_classes=5 but" in capsys.readouterr().err
+
+
+def test_every_missing_precondition_is_named_at_once_before_anything_is_written(folder, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file where the run folder would go")
+    settings = [f"--set={item}" for item in [*FOLDER_RUN, "model.pretrained=/nowhere/resnet50_v1c.pth"]]
+    settings.append(f"--set=model.init_from={tmp_path / 'gone.pth'}")
+    argv = ["train", "--config", "folder-r50-d16", "--data-root", str(tmp_path / "nowhere")]
+    assert main([*argv, "--out", str(tmp_path / "notes.txt" / "run"), *settings]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "error: 4 problems stop the run before it starts:"
+    assert [line[:2] for line in lines[1:]] == ["  "] * 4
+    for named in (str(tmp_path / "nowhere"), "/nowhere/resnet50_v1c.pth", "gone.pth", "notes.txt"):
+        assert sum(named in line for line in lines[1:]) == 1, (named, lines)
