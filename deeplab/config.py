@@ -518,17 +518,19 @@ def with_dataset_classes(config: Config, data_root: str | Path) -> Config:
     return resolved
 
 
-def config_differences(saved: dict[str, typing.Any], current: dict[str, typing.Any], prefix: str = "") -> str:
+def config_differences(saved: dict[str, typing.Any], current: dict[str, typing.Any]) -> str:
     """The ``section.key: old vs new`` pairs where two ``dataclasses.asdict`` configs differ (lists equal tuples). A
     key that ``saved`` lacks (a config saved before the key existed) counts as its default value."""
-    defaults = dataclasses.asdict(Config(name=""))
-    for part in prefix.split(".")[:-1]:
-        defaults = defaults.get(part, {})
+    return _differences(saved, current, dataclasses.asdict(Config(name="")), "")
+
+
+def _differences(saved: dict[str, typing.Any], current: dict[str, typing.Any], defaults: dict, prefix: str) -> str:
+    """:func:`config_differences` of one level, the keys named after ``prefix``, ``defaults`` that level's."""
     changed = []
     for key in sorted(set(saved) | set(current)):
         old, new = saved.get(key, defaults.get(key)), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            inner = config_differences(old, new, f"{prefix}{key}.")
+            inner = _differences(old, new, defaults.get(key) or {}, f"{prefix}{key}.")
             if inner:
                 changed.append(inner)
         elif old != new and not (isinstance(old, list | tuple) and tuple(old) == tuple(new or ())):

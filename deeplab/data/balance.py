@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from deeplab.data.classes import IGNORE_INDEX
-from deeplab.data.datasets import SegmentationDataset, image_size, read_mask_file
+from deeplab.data.datasets import SegmentationDataset, image_size
 
 
 def class_pixels(dataset: SegmentationDataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -16,8 +16,7 @@ def class_pixels(dataset: SegmentationDataset) -> tuple[torch.Tensor, torch.Tens
     pixels = torch.zeros(dataset.num_classes, dtype=torch.int64)
     holding = torch.zeros_like(pixels)
     for files in dataset.samples:
-        raw = read_mask_file(files.mask, dataset.fix_hint("image"))  # (1, H, W) uint8
-        labels = dataset.mask_labels(raw, files, image_size(files.image)).flatten()  # (H * W,) int64
+        labels = dataset.read_mask(files, image_size(files.image)).flatten()  # (H * W,) int64
         counts = torch.bincount(labels[labels != IGNORE_INDEX], minlength=dataset.num_classes)
         pixels += counts
         holding += (counts > 0) * labels.numel()

@@ -130,10 +130,10 @@ def image_size(path: Path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as picture:
-            width, height = picture.size
+            (width, height), turned = picture.size, _turns(picture)
     except OSError as error:
         raise CorruptSampleError(f"{path}: unreadable image ({error}); {REPLACE_FILE}") from None
-    return (width, height) if is_turned_by_exif(path) else (height, width)
+    return (width, height) if turned else (height, width)
 
 
 def _signature(files: SampleFiles) -> list[int]:
@@ -157,9 +157,14 @@ def is_turned_by_exif(path: Path) -> bool:
 
     try:
         with Image.open(path) as picture:
-            return picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+            return _turns(picture)
     except OSError:
         return False
+
+
+def _turns(picture: Any) -> bool:
+    """Whether the open Pillow image ``picture`` has an EXIF orientation that swaps its width and height."""
+    return picture.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
 
 
 def read_mask_file(path: Path, hint: str = REPLACE_FILE) -> torch.Tensor:
@@ -578,7 +583,7 @@ class FolderDataset(SegmentationDataset):
             key, signature = files.mask.relative_to(self.root).as_posix(), [*_signature(files), self.num_classes]
             if passed.get(key) != signature:
                 try:
-                    self.mask_labels(read_mask_file(files.mask, self.fix_hint("image")), files, image_size(files.image))
+                    self.read_mask(files, image_size(files.image))
                 except DatasetError as error:
                     errors.append(str(error))
                     continue

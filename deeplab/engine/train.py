@@ -101,8 +101,11 @@ def segmentation_losses(
     with no valid pixel (or none of weight > 0) gets 0 with zero gradients for both, where the mean would be 0/0 = NaN.
     """
     valid = masks != config.ignore_index  # (N, H, W); no host sync below, so steps on a GPU do not wait
-    weights = valid if class_weights is None else class_weights[masks.masked_fill(~valid, 0)] * valid  # (N, H, W)
-    labelled = weights.any()
+    if class_weights is None:
+        labelled = valid.any()
+    else:  # the weighted mean's denominator, once for both heads: 0 and zero gradients where nothing weighs
+        weight_sum = (class_weights[masks.masked_fill(~valid, 0)] * valid).sum()
+        weight_sum = weight_sum.clamp(min=torch.finfo(torch.float32).tiny)
 
     def cross_entropy(logits: torch.Tensor) -> torch.Tensor:  # in fp32
         if class_weights is None:
@@ -111,7 +114,7 @@ def segmentation_losses(
         total = F.cross_entropy(
             logits.float(), masks, weight=class_weights, ignore_index=config.ignore_index, reduction="sum"
         )
-        return total / weights.sum().clamp(min=torch.finfo(torch.float32).tiny)  # 0 and zero gradients: no weight
+        return total / weight_sum
 
     losses = {"loss_cls": cross_entropy(outputs["out"])}
     if "aux" in outputs:

@@ -177,8 +177,9 @@ def resolve_checkpoint(checkpoint: str | Path, config_name: str | None, root: Pa
 def fetch_released(config_name: str, root: Path, *, quiet: bool = False) -> None:
     """Get, check and record the checkpoint and log of ``config_name`` in ``root``, as ``python -m deeplab weights
     released --configs NAME`` does; a failure is a :class:`CheckpointError` with its one-line reason."""
-    with open(os.devnull, "w") as sink, contextlib.ExitStack() as silence:
+    with contextlib.ExitStack() as silence:
         if quiet:
+            sink = silence.enter_context(open(os.devnull, "w"))  # noqa: SIM115 - closed by the stack
             silence.enter_context(contextlib.redirect_stdout(sink))
             silence.enter_context(contextlib.redirect_stderr(sink))
         try:
