@@ -80,7 +80,7 @@ _LOSS = re.compile(r"(\w+) (\S+?),")  # 'loss_cls 1.1022,' -> ('loss_cls', '1.10
 
 def read_reference_log(path: str | Path) -> list[LogRecord]:
     """The training records of a reference ``.log`` file (either format), one per logged iteration, in order."""
-    rows = list(_reference_records(_lines(path)))
+    rows = list(_reference_records(_lines(path), path))
     if not rows:
         raise LogError(
             f"{path}: no training line of the reference's logs found (neither '[EPOCH]: e/E, [BATCH]: b/n, ...' "
@@ -119,14 +119,21 @@ def _by_iteration(rows: Iterable[LogRecord]) -> list[LogRecord]:
     return sorted({row.iteration: row for row in rows}.values(), key=lambda row: row.iteration)
 
 
-def _reference_records(lines: Iterable[str]) -> Iterator[LogRecord]:
+def _reference_records(lines: Iterable[str], path: str | Path) -> Iterator[LogRecord]:
     header: dict[str, str] | None = None  # the fields of a 2020 line, waiting for the '[LOSS]' line below it
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         message = _PREFIX.sub("", line.strip(), count=1)
-        if header is not None and message.startswith("[LOSS]:"):
-            yield _from_2020_lines(header, message)
-        elif message.startswith("{") and (row := _from_dict_line(message)) is not None:
-            yield row
+        try:
+            if header is not None and message.startswith("[LOSS]:"):
+                yield _from_2020_lines(header, message)
+            elif message.startswith("{") and (row := _from_dict_line(message)) is not None:
+                yield row
+        except (KeyError, ValueError) as error:  # a line cut short (a killed job) or edited
+            problem = f"without {error}" if isinstance(error, KeyError) else f"with a value that is no number ({error})"
+            raise LogError(
+                f"{path}, line {number}: a training record {problem}: cut short or edited? delete that line to "
+                "compare the lines before it"
+            ) from None
         fields = {key.upper(): value for key, value in _FIELD.findall(message)}
         header = fields if {"EPOCH", "BATCH", "LEARNING_RATE"} <= fields.keys() else None
 

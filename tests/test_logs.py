@@ -121,6 +121,20 @@ def test_a_file_without_training_lines_gives_one_line_naming_it(tmp_path):
         read_reference_log(tmp_path / "missing.log")
 
 
+@pytest.mark.parametrize("cut", [16, 40])  # inside 'total 9.0020', inside loss_cls's value
+def test_a_log_cut_short_names_the_file_and_line_of_the_broken_record(tmp_path, cut):
+    path = write_2020_log(tmp_path / "killed.log")
+    lines = path.read_text().splitlines()
+    last_loss = max(number for number, line in enumerate(lines) if line.startswith("\t[LOSS]:"))
+    path.write_text("\n".join([*lines[:last_loss], lines[last_loss][:-cut]]) + "\n")  # as a killed job leaves it
+    with pytest.raises(LogError, match=rf"killed.log, line {last_loss + 1}: a training record with") as error:
+        read_reference_log(path)
+    assert "\n" not in str(error.value) and "delete that line" in str(error.value)
+    path.write_text("\n".join([dict_line(5), dict_line(10).replace("'learning_rate'", "'lr'")]))
+    with pytest.raises(LogError, match=r"line 2: a training record without 'learning_rate'"):
+        read_reference_log(path)
+
+
 def write_our_log(path, records):
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path
