@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 
-from deeplab.choices import AMP_CHOICES, EXPORT_FORMATS
+from deeplab.choices import AMP_CHOICES, DIST_TIMEOUT_MINUTES, EXPORT_FORMATS
 from deeplab.commands import Listed
 from deeplab.commands.data import COMMANDS as DATA_COMMANDS
 from deeplab.commands.weights import COMMANDS as WEIGHTS_COMMANDS
@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<config>)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    train.add_argument(
+        "--replan", action="store_true", help="with --resume: go on with another number of processes than the run's"
+    )
+    train.add_argument(
+        "--dist-timeout",
+        type=_positive,
+        default=DIST_TIMEOUT_MINUTES,
+        metavar="MINUTES",
+        help="how long a process waits for the others under torchrun (default: %(default)s)",
+    )
     train.set_defaults(module="deeplab.commands.train")
 
     evaluate = commands.add_parser("evaluate", help="mIoU of a checkpoint on a validation split")
@@ -200,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input ends with a one-line ``error:`` message and exit status 2. ``--help`` and usage
     errors answer before torch is imported."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "replan", False) and not args.resume:
+        parser.error("train --replan goes with --resume: it re-plans a resumed run for another number of processes")
     try:
         status = import_module(args.module).run(args)
     except Exception as error:

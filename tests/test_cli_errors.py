@@ -96,6 +96,8 @@ CATALOG: dict[str, tuple[Setup, str]] = {
     "unknown dataset": (train("--set", "data.dataset=coco"), "data.dataset"),
     "learning rate nan": (train("--set", "train.lr=nan"), "train.lr"),
     "fp16 on the CPU": (train("--device", "cpu", "--set", "train.amp=fp16"), "train.amp=fp16"),
+    "replan without resume": (train("--replan"), "--replan goes with --resume"),
+    "process-group timeout 0": (train("--dist-timeout", "0"), "--dist-timeout"),
     "batch that cannot split": (train(*(f"--set={s}" for s in TINY), "--set", "train.batch_size=5"), "batch_size=5"),
     "missing ImageNet file": (train("--set", "model.pretrained=weights/nowhere.pth"), "weights/nowhere.pth"),
     # train: data and folders

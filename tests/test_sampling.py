@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from deeplab import get_config
-from deeplab.config import REFERENCE_CONFIGS
+from deeplab.config import REFERENCE_CONFIGS, TRAIN_IMAGES
 from deeplab.engine.sampling import GlobalBatchSampler, SeededAugmentation
 from deeplab.engine.train import TrainingError, accumulation_steps, micro_batch_size
 
@@ -70,9 +70,6 @@ def test_augmentation_depends_on_epoch_and_index_only_and_spares_the_global_rng(
     torch.rand(100)  # whatever else happened in between
     torch.testing.assert_close(dataset[(0, 2)], first)
     assert not torch.equal(dataset[(1, 2)], first) and not torch.equal(dataset[(0, 3)], first)
-
-
-TRAIN_IMAGES = {"voc": 10_582, "ade20k": 20_210, "cityscapes": 2_975}  # trainaug, train, train: the published sizes
 
 
 @pytest.mark.parametrize(

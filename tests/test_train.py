@@ -23,7 +23,7 @@ from deeplab.data.balance import class_pixels, median_frequency_weights
 from deeplab.data.datasets import DatasetError
 from deeplab.data.loading import worker_count
 from deeplab.engine import train as engine
-from deeplab.engine.distributed import Distributed
+from deeplab.engine.distributed import Distributed, torchrun_command
 from deeplab.engine.precision import PrecisionError
 from deeplab.engine.runlog import read_log
 from deeplab.engine.train import Trainer, TrainingError, poly_factor, segmentation_loss, segmentation_losses
@@ -33,8 +33,8 @@ from tests.conftest import TINY
 CPU = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
 
 
-def deeplab_train(*args: str, env: dict | None = None, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    command = [sys.executable, *launcher, "-m", "deeplab", "train", "--config", "toy-r50-d16", *args]
+def deeplab_train(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "deeplab", "train", "--config", "toy-r50-d16", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -219,8 +219,9 @@ def test_two_gloo_processes_equal_one_process_with_accumulation(toy_root, tmp_pa
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = deeplab_train(*tiny_args(data, tmp_path / "one", *exact), env=env)
     assert single.returncode == 0, single.stderr
-    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
-    double = deeplab_train(*tiny_args(data, tmp_path / "two", *exact), env=env, launcher=torchrun)
+    command = torchrun_command(2, ["train", "--config", "toy-r50-d16", *tiny_args(data, tmp_path / "two", *exact)])
+    assert command[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    double = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert double.returncode == 0, double.stderr
     counts = [json.loads((tmp_path / run / "metrics.json").read_text())["empty_batches"] for run in ("one", "two")]
     assert counts[0] == counts[1] > 0
@@ -349,6 +350,26 @@ def test_resume_refuses_another_config(toy_root, tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_on_another_process_count_is_refused_unless_replanned(toy_root, tmp_path):
+    """A run saved by 2 processes (its checkpoint edited to say so, with a schedule of 4 steps) resumed by 1: refused
+    in one line naming both counts and the two ways on; with ``replan`` it trains on to the saved schedule's end."""
+    config = get_config("toy-r50-d16", [*TINY, "train.iterations=2"])
+    Trainer(config, toy_root, tmp_path, CPU).fit(progress=False)
+    state = torch.load(tmp_path / "last.pth", weights_only=True)
+    assert (state["world_size"], state["total_steps"]) == (1, 2)
+    torch.save({**state, "world_size": 2, "total_steps": 4}, tmp_path / "last.pth")
+    with pytest.raises(CheckpointError, match="trained on 2 processes, this run has 1: resume with torchrun") as error:
+        Trainer(config, toy_root, tmp_path, CPU).fit(resume=True, progress=False)
+    assert "\n" not in str(error.value) and "--nproc-per-node=2" in str(error.value) and "--replan" in str(error.value)
+
+    Trainer(config, toy_root, tmp_path, CPU).fit(resume=True, replan=True, progress=False)
+    log = [record for record in read_log(tmp_path / "metrics.jsonl") if "loss" in record]
+    assert [record["iter"] for record in log] == [1, 2, 3, 4]
+    train = config.train
+    assert log[2]["lr"] == pytest.approx(train.lr * poly_factor(4, train.poly_power, train.min_lr_ratio)(2))
+    assert torch.load(tmp_path / "last.pth", weights_only=True)["iteration"] == 4
+
+
 def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 

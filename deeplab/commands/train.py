@@ -4,6 +4,7 @@ process)."""
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +19,15 @@ from deeplab.models.weights import CheckpointError, require_backbone_weights
 from deeplab.paths import output_folder
 
 
-def train_command(
-    config_name: str, data_root: Path, out: Path | None, *, overrides: list[str], resume: bool, device: str | None
-) -> dict[str, Any]:
-    """Train, then (main process) print the per-class IoU table and save the plots into the run folder."""
-    config, run_dir = preflight(get_config(config_name, overrides), data_root, out)
-    metrics = train(config, data_root, run_dir, resume=resume, device=device)
+def train_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Train as the command line says, then (main process) print the per-class IoU table and save the plots into
+    the run folder."""
+    data_root = args.data_root
+    config, run_dir = preflight(get_config(args.config, args.set), data_root, args.out)
+    timeout = datetime.timedelta(minutes=args.dist_timeout)
+    metrics = train(
+        config, data_root, run_dir, resume=args.resume, replan=args.replan, device=args.device, timeout=timeout
+    )
     if distributed_rank() == 0:
         class_names = dataset_info(config.data.dataset, data_root).classes
         print(iou_table(metrics, class_names))
@@ -71,4 +75,4 @@ def distributed_rank() -> int:
 
 def run(args: argparse.Namespace) -> None:
     """The command line's ``train``."""
-    train_command(args.config, args.data_root, args.out, overrides=args.set, resume=args.resume, device=args.device)
+    train_command(args)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from filelock import FileLock, Timeout
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -68,6 +70,9 @@ TENSORBOARD = "tb"
 CONFIG_FILE = "config.json"
 PREVIOUS = "previous"  # where a fresh start moves the files of the run it replaces
 LOCK = ".lock"  # held by the process that writes the run folder, for the whole run
+# The named ranges of a step (torch.profiler.record_function) that `python -m benchmarks step` adds up: loading the
+# batch, forward and loss, backward, and the optimizer step with its checks.
+PHASES = ("train.data", "train.forward", "train.backward", "train.optimizer")
 RUN_FILES = (CHECKPOINT, BEST_CHECKPOINT, LOG, FINAL_METRICS, INIT_REPORT, CONFIG_FILE, TENSORBOARD)
 
 
@@ -322,21 +327,28 @@ class Trainer:
         self.model.train()
         terms = torch.zeros(3, device=self.env.device)  # loss_cls, loss_aux, labelled micro-batches of this process
         for micro in range(self.accumulation):
-            images, masks = self._next_batch()
+            with record_function(PHASES[0]):
+                images, masks = self._next_batch()
             last = micro == self.accumulation - 1
             no_sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and not last else None
             with no_sync or contextlib.nullcontext():
-                with torch.autocast(self.env.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                with (
+                    record_function(PHASES[1]),
+                    torch.autocast(self.env.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None),
+                ):
                     losses = segmentation_losses(self.model(images), masks, self.config.train, self.class_weights)
                     loss = sum(losses.values()) / self.accumulation
-                self.scaler.scale(loss).backward()
+                with record_function(PHASES[2]):
+                    self.scaler.scale(loss).backward()
             labelled = (masks != self.config.train.ignore_index).any().float()
-            terms += torch.stack([losses["loss_cls"].detach(), losses.get("loss_aux", terms.new_zeros(())), labelled])
+            aux = losses.get("loss_aux", terms.new_zeros(()))
+            terms += torch.stack([losses["loss_cls"], aux, labelled]).detach()  # values only: no graph in the sum
         loss_cls, loss_aux, labelled = distributed.sum_across_processes(terms).tolist()
         micro_batches = self.accumulation * self.env.world_size
         result = {"empty_batches": micro_batches - round(labelled)}
         if labelled:
-            result |= self._optimizer_step(loss_cls / labelled, loss_aux / labelled, micro_batches / labelled)
+            with record_function(PHASES[3]):
+                result |= self._optimizer_step(loss_cls / labelled, loss_aux / labelled, micro_batches / labelled)
         self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a step without labels skips the optimizer on purpose
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before", UserWarning)
@@ -372,6 +384,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
+            "total_steps": self.total_steps,
+            "world_size": self.env.world_size,
             "empty_batches": self.empty_batches,
             "config": dataclasses.asdict(self.config),
             "classes": self.classes.to_dict(),
@@ -424,8 +438,13 @@ class Trainer:
         state = read_checkpoint(path)
         return {"miou": state["miou"], "iteration": state["iteration"]}
 
-    def resume(self) -> None:
-        """Continue from ``run_dir/last.pth``: weights, optimizer, schedule, scaler, RNG and data position."""
+    def resume(self, *, replan: bool = False) -> None:
+        """Continue from ``run_dir/last.pth``: weights, optimizer, schedule, scaler, RNG and data position.
+
+        On another number of processes than the run's, the data position and the epoch length would change under
+        the saved schedule: refused, unless ``replan``, which keeps the run's schedule length and goes on with this
+        process count's data order (the random state too starts afresh: the run is no longer the uninterrupted one).
+        """
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             raise CheckpointError(f"no checkpoint to resume in {self.run_dir}: run without --resume to start afresh")
@@ -435,10 +454,20 @@ class Trainer:
             raise CheckpointError(
                 f"{path} was trained with another config ({changed}): resume with the same --config and --set values"
             )
+        processes = state.get("world_size", len(state["rng"]))  # one RNG state per process before it was saved
+        replanned = processes != self.env.world_size
+        if replanned and not replan:
+            raise CheckpointError(
+                f"{path} was trained on {processes} processes, this run has {self.env.world_size}: resume with "
+                f"torchrun --nproc-per-node={processes} (times the nodes), or add --replan to go on with "
+                f"{self.env.world_size} (the same schedule, another data order from here)"
+            )
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if replanned:
+            self._keep_schedule(state.get("total_steps", self.total_steps))
         self.iteration = state["iteration"]
         self.empty_batches = state.get("empty_batches", 0)  # absent from checkpoints written before it was counted
         self.best = self._read_best()
@@ -451,14 +480,23 @@ class Trainer:
             if "cuda" in rng and self.env.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.env.device)
 
+    def _keep_schedule(self, total_steps: int) -> None:
+        """Train to ``total_steps`` with the poly schedule over that many steps (a resumed run's, re-planned)."""
+        self.total_steps = total_steps
+        train_config = self.config.train
+        factor = poly_factor(total_steps, train_config.poly_power, train_config.min_lr_ratio)
+        self.scheduler.lr_lambdas = [factor] * len(self.optimizer.param_groups)
+        self.scheduler.last_epoch -= 1
+        self.scheduler.step()  # the learning rate of the step it stands at, by the new factor
+
     # ---- the whole run ------------------------------------------------------------------------------------------
-    def _start(self, log: RunLog, *, resume: bool) -> None:
+    def _start(self, log: RunLog, *, resume: bool, replan: bool = False) -> None:
         """Resume (dropping log records after the checkpoint), or start afresh: load ``model.init_from``, then move
         what an earlier run left in the folder aside. Every check comes before the folder is touched. Writes
         ``config.json`` (and ``init_from.json``) and says what the backbone starts from."""
         report = None
         if resume:
-            self.resume()
+            self.resume(replan=replan)
             log.truncate_after(self.iteration)
         else:
             report = self.start_from_checkpoint()
@@ -525,21 +563,28 @@ class Trainer:
         self,
         *,
         resume: bool = False,
+        replan: bool = False,
         progress: bool | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Train to ``total_steps``, evaluating every ``eval_every_epochs`` and at the end; returns final metrics.
 
+        ``resume`` continues from ``last.pth`` (``replan``: on another number of processes, see :meth:`resume`);
         ``on_record`` (main process) sees every record written to the log, e.g. to draw live curves.
         """
         with self._only_writer():
-            return self._fit(resume=resume, progress=progress, on_record=on_record)
+            return self._fit(resume=resume, replan=replan, progress=progress, on_record=on_record)
 
     def _fit(
-        self, *, resume: bool, progress: bool | None, on_record: Callable[[dict[str, Any]], None] | None
+        self,
+        *,
+        resume: bool,
+        replan: bool,
+        progress: bool | None,
+        on_record: Callable[[dict[str, Any]], None] | None,
     ) -> dict[str, Any]:
         log = RunLog(self.run_dir / LOG, enabled=self.env.is_main, on_record=on_record)
-        self._start(log, resume=resume)
+        self._start(log, resume=resume, replan=replan)
         train_config, steps_per_epoch = self.config.train, self.sampler.steps_per_epoch
         show = self.env.is_main and (
             sys.stderr.isatty() or "ipykernel" in sys.modules if progress is None else progress
@@ -626,16 +671,19 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    replan: bool = False,
     device: str | None = None,
+    timeout: datetime.timedelta = distributed.TIMEOUT,
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` in this process (and its ``torchrun`` peers); returns the final validation metrics.
 
     Writes ``run_dir/{last.pth, best.pth, metrics.jsonl, metrics.json, config.json}`` (and ``init_from.json`` when
-    fine-tuning); ``on_record`` sees each log record.
+    fine-tuning); ``resume`` and ``replan`` as :meth:`Trainer.fit` takes them; ``timeout``: how long a collective
+    waits for the other processes; ``on_record`` sees each log record.
     """
-    env = distributed.setup(device)
+    env = distributed.setup(device, timeout)
     try:
-        return Trainer(config, data_root, run_dir, env).fit(resume=resume, on_record=on_record)
+        return Trainer(config, data_root, run_dir, env).fit(resume=resume, replan=replan, on_record=on_record)
     finally:
         distributed.teardown()
