@@ -1,5 +1,5 @@
-"""``python -m benchmarks [models|miou|data|evaluation] [options]``: run one benchmark, or with no name (what
-``make bench`` runs) ``models`` then ``evaluation``.
+"""``python -m benchmarks [models|miou|data|evaluation|gpu|step] [options]``: run one benchmark, or with no name (what
+``make bench`` runs) ``models`` then ``evaluation``. ``gpu`` is the one command for a GPU lent for minutes.
 
 Each subcommand passes the remaining options on: ``python -m benchmarks models --quick``,
 ``python -m benchmarks miou --images 20``, ``python -m benchmarks data --rounds 5``,
@@ -17,6 +17,8 @@ COMMANDS = {
     "miou": "benchmarks.miou",
     "data": "benchmarks.data_pipeline",
     "evaluation": "benchmarks.evaluation",
+    "gpu": "benchmarks.gpu",
+    "step": "benchmarks.step",
 }
 DEFAULT = ("models", "evaluation")  # run in turn when no benchmark is named
 
