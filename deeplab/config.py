@@ -35,6 +35,7 @@ class ModelConfig:
     deep_stem: bool = True
     aux_head: bool = True
     channels: int = 512
+    decoder: bool = True  # false: DeepLabV3's head instead (no shortcut, no refinement), for the paper's ablation
     shortcut_channels: int = 48
     dropout: float = 0.1
     pretrained: str = "none"  # ImageNet backbone weights: a file path, a torchvision weight name, or "none"
@@ -122,6 +123,10 @@ _DATASETS = {
     "ade20k": (150, "train", (512, 512), (2048, 512), 130, 16),
     "cityscapes": (19, "train", (512, 1024), (2048, 1024), 220, 8),
 }
+
+# The published sizes of those training splits (VOC's trainaug, ADE20k's and Cityscapes' train), which set the
+# reference's steps per epoch.
+TRAIN_IMAGES = {"voc": 10_582, "ade20k": 20_210, "cityscapes": 2_975}
 
 
 # open-mmlab's ImageNet ResNetV1c files, which every reference run starts from
@@ -371,6 +376,7 @@ _RULES: dict[str, Rule] = {
     "model.deep_stem": _BOOLEAN,
     "model.aux_head": _BOOLEAN,
     "model.channels": _integer(1),
+    "model.decoder": _BOOLEAN,
     "model.shortcut_channels": _integer(1),
     "model.dropout": _number("[0, 1)"),
     "model.pretrained": Rule(

@@ -31,6 +31,7 @@ BAD_VALUES = {
     "model.output_stride": "32",
     "model.deep_stem": "maybe",
     "model.aux_head": "maybe",
+    "model.decoder": "no-decoder",
     "model.channels": "0",
     "model.shortcut_channels": "-1",
     "model.dropout": "1.0",

@@ -70,6 +70,24 @@ def test_parameter_counts_equal_the_reference(depth, output_stride, total, infer
     assert count_parameters(model.aspp) + count_parameters(model.decoder) == 17_698_949
 
 
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_without_the_decoder_it_is_deeplabv3(output_stride):
+    """``model.decoder=false``: the model without the decoder (its shortcut and refinement), a 1x1 classifier on
+    ASPP's output at the output stride, upsampled to the image in one step."""
+    full = build_model(get_config(f"voc-r50-d{output_stride}"))
+    plain = build_model(get_config(f"voc-r50-d{output_stride}", ["model.decoder=false"]))
+    classifier = 512 * 21 + 21
+    assert count_parameters(plain) == count_parameters(full) - count_parameters(full.decoder) + classifier
+    assert not any(name.startswith(("decoder.shortcut", "decoder.refine")) for name, _ in plain.named_parameters())
+    images = torch.randn(1, 3, 64, 96)
+    plain.eval()
+    with torch.no_grad():
+        stride_logits = plain.decoder(plain.aspp(plain.backbone(images)["out"]), None)
+        expected = F.interpolate(stride_logits, size=(64, 96), mode="bilinear", align_corners=False)
+        assert stride_logits.shape == (1, 21, 64 // output_stride, 96 // output_stride)
+        torch.testing.assert_close(plain(images)["out"], expected)
+
+
 @pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (3, 2), (3, 6), (5, 3)])
 def test_atrous_convolution_sees_its_receptive_field(kernel_size, dilation):
     size = receptive_field(kernel_size, dilation)

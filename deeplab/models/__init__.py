@@ -3,7 +3,7 @@
 from deeplab.models.aspp import ASPP, ImagePooling, atrous_rates_for
 from deeplab.models.atrous import ConvBNReLU, SeparableConv2d, receptive_field
 from deeplab.models.backbone import resnet_backbone, resnet_v1c_stem
-from deeplab.models.decoder import Decoder
+from deeplab.models.decoder import Decoder, DeepLabV3Head
 from deeplab.models.deeplabv3plus import DeepLabV3Plus, FCNHead, build_model
 from deeplab.models.weights import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -12,6 +12,7 @@ __all__ = [
     "CheckpointError",
     "ConvBNReLU",
     "Decoder",
+    "DeepLabV3Head",
     "DeepLabV3Plus",
     "FCNHead",
     "ImagePooling",

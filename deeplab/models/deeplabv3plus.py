@@ -14,7 +14,7 @@ from deeplab.config import Config, ModelConfig
 from deeplab.models.aspp import ASPP, atrous_rates_for
 from deeplab.models.atrous import ConvBNReLU
 from deeplab.models.backbone import AUX_CHANNELS, LOW_LEVEL_CHANNELS, OUT_CHANNELS, Weights, resnet_backbone
-from deeplab.models.decoder import Decoder
+from deeplab.models.decoder import Decoder, DeepLabV3Head
 
 
 class FCNHead(nn.Sequential):
@@ -40,7 +40,9 @@ class DeepLabV3Plus(nn.Module):
     asks for the label's size, as the reference does.
     """
 
-    def __init__(self, backbone: nn.Module, aspp: ASPP, decoder: Decoder, aux_head: FCNHead | None = None):
+    def __init__(
+        self, backbone: nn.Module, aspp: ASPP, decoder: Decoder | DeepLabV3Head, aux_head: FCNHead | None = None
+    ):
         super().__init__()
         self.backbone = backbone
         self.aspp = aspp
@@ -51,7 +53,7 @@ class DeepLabV3Plus(nn.Module):
         size = output_size or images.shape[-2:]
         features = self.backbone(images)  # low_level (N, 256, H/4, W/4), aux (N, 1024, H/os, W/os), out (N, 2048, ...)
         encoded = self.aspp(features["out"])  # (N, 512, H/os, W/os)
-        logits = self.decoder(encoded, features["low_level"])  # (N, num_classes, H/4, W/4)
+        logits = self.decoder(encoded, features["low_level"])  # (N, num_classes, H/4, W/4); H/os without decoder
         result = {"out": _resize(logits, size)}
         if self.training and self.aux_head is not None:
             result["aux"] = _resize(self.aux_head(features["aux"]), size)
@@ -78,13 +80,17 @@ def build_model(config: Config | ModelConfig, *, weights: Weights = None) -> Dee
     )
     channels = model_config.channels
     aspp = ASPP(OUT_CHANNELS, channels, atrous_rates_for(model_config.output_stride))
-    decoder = Decoder(
-        model_config.num_classes,
-        in_channels=channels,
-        low_level_channels=LOW_LEVEL_CHANNELS,
-        shortcut_channels=model_config.shortcut_channels,
-        channels=channels,
-        dropout=model_config.dropout,
+    decoder = (
+        Decoder(
+            model_config.num_classes,
+            in_channels=channels,
+            low_level_channels=LOW_LEVEL_CHANNELS,
+            shortcut_channels=model_config.shortcut_channels,
+            channels=channels,
+            dropout=model_config.dropout,
+        )
+        if model_config.decoder
+        else DeepLabV3Head(model_config.num_classes, in_channels=channels, dropout=model_config.dropout)
     )
     aux_head = (
         FCNHead(AUX_CHANNELS, channels, model_config.num_classes, model_config.dropout)
