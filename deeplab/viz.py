@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from torchvision.transforms.v2.functional import to_dtype
 from torchvision.utils import draw_segmentation_masks
 
@@ -59,6 +60,18 @@ def overlay(
     colors = _palette_tensor(palette)[classes].tolist()
     masks = mask[None] == classes[:, None, None]  # (M, H, W) bool
     return draw_segmentation_masks(image.cpu(), masks, alpha=alpha, colors=[tuple(color) for color in colors])
+
+
+def add_class_legend(
+    figure: Figure, classes: Sequence[str], palette: Palette, *, loc: str = "outside upper center"
+) -> None:
+    """A one-row legend of each class's colour on ``figure`` (made with ``layout="constrained"`` for the
+    ``"outside ..."`` places), for the overlays and masks drawn in those colours."""
+    colors = _palette_tensor(palette)[: len(classes)].tolist()
+    patches = [
+        Patch(color=[value / 255 for value in color], label=name) for name, color in zip(classes, colors, strict=True)
+    ]
+    figure.legend(handles=patches, loc=loc, ncols=len(patches), frameon=False)
 
 
 def error_overlay(

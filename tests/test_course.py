@@ -37,14 +37,20 @@ def test_no_repository_is_one_line_naming_where_it_looked_and_the_fix(tmp_path, 
     assert "\n" not in str(error.value)
 
 
-def test_a_finished_run_of_the_same_config_is_reused_and_any_other_is_not(tmp_path):
+def test_a_finished_run_of_the_same_config_is_reused_and_one_of_another_is_refused(tmp_path):
     config = get_config("toy-r50-d16")
     assert course.finished_run(tmp_path, config) is None  # nothing there
     (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
     assert course.finished_run(tmp_path, config) is None  # started, not finished
     (tmp_path / "metrics.json").write_text(json.dumps({"miou": 0.75}))
     assert course.finished_run(tmp_path, config) == {"miou": 0.75}
-    assert course.finished_run(tmp_path, get_config("toy-r50-d16", ["train.iterations=300"])) is None
+    other = get_config("toy-r50-d16", ["train.iterations=300"])
+    with pytest.raises(course.CourseRunError, match=r"holds a run of another config \(train.iterations: 800 vs 300\)"):
+        course.finished_run(tmp_path, other)
+    (tmp_path / "metrics.json").unlink()  # unfinished, of another config: refused too
+    with pytest.raises(course.CourseRunError, match="retrain = True") as error:
+        course.finished_run(tmp_path, other)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("entry", course.PHOTOS, ids=lambda entry: entry.name)

@@ -146,3 +146,12 @@ def test_figures_save_as_png(tmp_path):
         figure.savefig(tmp_path / f"{name}.png", dpi=50)
         with Image.open(tmp_path / f"{name}.png") as png:
             assert png.format == "PNG" and min(png.size) > 50
+
+
+def test_the_class_legend_names_each_class_in_its_colour():
+    figure = Figure(layout="constrained")
+    viz.add_class_legend(figure, ["background", "disc"], [(0, 0, 0), (128, 0, 0), (0, 128, 0)])
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["background", "disc"]
+    colors = [tuple(round(255 * value) for value in patch.get_facecolor()[:3]) for patch in legend.get_patches()]
+    assert colors == [(0, 0, 0), (128, 0, 0)]

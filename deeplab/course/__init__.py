@@ -50,16 +50,24 @@ def go_to_repository(start: str | os.PathLike | None = None) -> None:
     os.chdir(repository(start))
 
 
+class CourseRunError(RuntimeError):
+    """A run folder the notebooks share holds a run of another config than the one a notebook asks for."""
+
+
 def finished_run(run_dir: str | os.PathLike, config: Config) -> dict[str, Any] | None:
     """The final metrics of the run in ``run_dir`` when it is a finished run of exactly ``config`` (its
-    ``metrics.json`` written at the end, its ``config.json`` equal to ``config``), else ``None``: a notebook then
-    trains it. Notebooks 00, 07, 08 and 10 share the course's toy run this way, so it is trained once."""
+    ``metrics.json`` written at the end, its ``config.json`` equal to ``config``); ``None`` when the folder holds no
+    run of another config and none finished: a notebook then trains it. A run of another config (finished or not)
+    is a :class:`CourseRunError`, in one line naming what differs: notebooks 00, 07, 08, 10 and 11 share the
+    course's toy run this way, so it is trained once and never replaced without being asked to (notebook 07's
+    ``retrain``)."""
     metrics, saved = Path(run_dir, FINAL_METRICS), Path(run_dir, "config.json")
-    if not (metrics.is_file() and saved.is_file()):
-        return None
-    if config_differences(json.loads(saved.read_text()), dataclasses.asdict(config)):
-        return None
-    return json.loads(metrics.read_text())
+    if saved.is_file() and (changed := config_differences(json.loads(saved.read_text()), dataclasses.asdict(config))):
+        raise CourseRunError(
+            f"{run_dir} holds a run of another config ({changed}): to train this one there on purpose, run notebook "
+            f"07 with retrain = True (the earlier run moves to {Path(run_dir, 'previous')}), or choose another run_dir"
+        )
+    return json.loads(metrics.read_text()) if metrics.is_file() and saved.is_file() else None
 
 
 @dataclasses.dataclass(frozen=True)
