@@ -294,6 +294,30 @@ def test_the_optimizer_is_the_one_the_config_names(name, kind, settings):
     assert {key: optimizer.defaults[key] for key in settings} == settings
 
 
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_the_fused_optimizer_steps_as_torchs_per_parameter_loop(name):
+    config = get_config("voc-r50-d8", [f"train.optimizer={name}"]).train
+    torch.manual_seed(0)
+    fused, plain = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3)
+    plain.load_state_dict(fused.state_dict())
+    start = fused.weight.detach().clone()
+    optimizer = engine.build_optimizer(fused.parameters(), config)
+    settings = {key: optimizer.defaults[key] for key in ("lr", "weight_decay")}
+    kind = torch.optim.SGD if name == "sgd" else torch.optim.AdamW
+    extra = {"momentum": config.momentum} if name == "sgd" else {}
+    reference = kind(plain.parameters(), **settings, **extra, foreach=False)
+    assert optimizer.defaults["fused"]
+    for step in range(3):
+        gradients = [torch.randn_like(parameter) for parameter in fused.parameters()]
+        for module, opt in ((fused, optimizer), (plain, reference)):
+            for parameter, gradient in zip(module.parameters(), gradients, strict=True):
+                parameter.grad = gradient.clone()
+            opt.step()
+        for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+            torch.testing.assert_close(a, b, msg=f"step {step}")
+    assert not torch.equal(fused.weight, start)  # the steps moved the weights
+
+
 @pytest.mark.parametrize(
     ("override", "error", "message"),
     [
