@@ -42,7 +42,7 @@ from deeplab.data import DatasetInfo, dataset_info
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine.evaluate import Inference, inference_model, inference_of, predict_probabilities
 from deeplab.models import build_model
-from deeplab.models.weights import CheckpointError, load_checkpoint, read_checkpoint
+from deeplab.models.weights import CheckpointError, load_checkpoint_dict, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT, RELEASED
 from deeplab.weights.released import resolve_checkpoint
 
@@ -121,7 +121,7 @@ def load_trained(
     if folder:
         model.load_state_dict(state["model"])
     else:
-        load_checkpoint(checkpoint, model)
+        load_checkpoint_dict(state, model, checkpoint)  # the file is read once
     best = {key: state[key] for key in ("miou", "iteration")} if isinstance(state.get("miou"), float) else None
     return Trained(config, model.eval(), checkpoint_classes(state, config, data_root), best)
 

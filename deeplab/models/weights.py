@@ -145,11 +145,16 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
     number of classes.
     """
     checkpoint = read_checkpoint(path)
+    load_checkpoint_dict(checkpoint, model, Path(path))
+    return checkpoint
+
+
+def load_checkpoint_dict(checkpoint: dict[str, Any], model: nn.Module, source: Path) -> None:
+    """:func:`load_checkpoint` of a checkpoint already read from ``source`` (named in the errors)."""
     state = state_dict_of(checkpoint)
     if is_reference_state_dict(state):
         state = convert_reference_state_dict(state)
-    load_state_dict_checked(_unwrap(model), state, source=Path(path))
-    return checkpoint
+    load_state_dict_checked(_unwrap(model), state, source=source)
 
 
 @dataclass(frozen=True)
