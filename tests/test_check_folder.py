@@ -24,6 +24,7 @@ def test_a_good_folder_passes_and_writes_the_report(tmp_path, capsys):
     assert report.startswith(f"# Check of {tmp_path / 'good'}") and "3 classes (background, cat, dog)" in report
     overlays = decode_image(str(tmp_path / "out" / "overlays.png"))
     assert overlays.shape[0] in (3, 4) and overlays.shape[1] > 3 * 200  # three rows of samples
+    assert overlays.shape[2] > 800  # three panels a row: the image, the mask in the legend's colours, both together
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["overlays.png", "report.md"]
 
 

@@ -59,7 +59,7 @@ from deeplab.data.datasets import (
 )
 from deeplab.paths import OutputError, atomic_write, output_folder
 from deeplab.prepare.download import command_parser
-from deeplab.viz import overlay
+from deeplab.viz import colorize_mask, overlay
 
 SHOWN = 3  # files named per problem
 THUMBNAIL = 320  # longest side, pixels, of the samples drawn in overlays.png
@@ -318,13 +318,15 @@ def binary_pitfall(splits: Sequence[SplitReport], info: DatasetInfo) -> list[str
 
 
 def overlay_figure(samples: Sequence[tuple[str, torch.Tensor, torch.Tensor]], info: DatasetInfo) -> Figure:
-    """One row per sample ``(title, image (3, H, W) uint8, labels (H, W))``: the image, and its mask over it; a
-    legend names the classes shown in their colours."""
-    figure = Figure(figsize=(6, 3 * len(samples) + 0.6), layout="constrained")
-    grid = figure.subplots(len(samples), 2, squeeze=False)
+    """One row per sample ``(title, image (3, H, W) uint8, labels (H, W))``: the image, its mask in the classes'
+    colours (ignored pixels cream), and the mask over the image, to see that they align; a legend names the classes
+    shown in their colours, which the mask panel shows unmixed."""
+    figure = Figure(figsize=(9, 3 * len(samples) + 0.6), layout="constrained")
+    grid = figure.subplots(len(samples), 3, squeeze=False)
+    names = ("mask", "mask over image")
     for row, (title, image, labels) in zip(grid, samples, strict=True):
-        pictures = (image, overlay(image, labels, info.palette))
-        for axes, picture, name in zip(row, pictures, (title, "mask over image"), strict=True):
+        pictures = (image, colorize_mask(labels, info.palette), overlay(image, labels, info.palette))
+        for axes, picture, name in zip(row, pictures, (title, *names), strict=True):
             axes.imshow(picture.permute(1, 2, 0).numpy())
             axes.set_title(name, fontsize=9)
             axes.set_axis_off()
