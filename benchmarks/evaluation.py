@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import deeplab
-from benchmarks.models import DTYPES, PEER_MODULES, available, machine_line
+from benchmarks.models import DTYPES, PEER_MODULES, available, machine_line, mm_gflops
 from deeplab.config import config_names
 from deeplab.data import build_dataset
 from deeplab.data.classes import IGNORE_INDEX, VOC_PALETTE
@@ -323,12 +323,13 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def table(throughput: dict[Case, float], gflops: dict[str, float]) -> list[str]:
-    """Markdown rows, one per config and precision, from images/s per case and GFLOPs per image per config."""
+def table(throughput: dict[Case, float], gflops: dict[str, float], peaks: dict[str, float]) -> list[str]:
+    """Markdown rows, one per config and precision, from images/s per case, GFLOPs per image per config and the
+    ``torch.mm`` peak GFLOP/s per precision measured in the same run."""
     rows = [
-        "| config | precision | ours img/s | reference img/s | ours/reference | ours GFLOP/s "
-        f"| VOC val ({VOC_VAL_IMAGES:,} images) ours | reference |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| config | precision | ours img/s | reference img/s | ours/reference | ours GFLOP/s | % of mm peak "
+        f"| ours vs fp32 | VOC val ({VOC_VAL_IMAGES:,} images) ours | reference |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case, ours in throughput.items():
         if case.impl != "ours":
@@ -336,15 +337,24 @@ def table(throughput: dict[Case, float], gflops: dict[str, float]) -> list[str]:
         reference = throughput.get(dataclasses.replace(case, impl="reference"))
         ratio = f"{ours / reference:.2f}x" if reference else "-"
         reference_cells = (f"{reference:.2f}", format_duration(VOC_VAL_IMAGES / reference)) if reference else ("-",) * 2
+        fp32 = throughput.get(dataclasses.replace(case, precision="fp32"))
+        speedup = f"{ours / fp32:.2f}x" if fp32 and case.precision != "fp32" else "-"
+        achieved = gflops[case.config] * ours
+        share = f"{100 * achieved / peaks[case.precision]:.0f} %" if case.precision in peaks else "-"
         rows.append(
-            f"| {case.config} | {case.precision} | {ours:.2f} | {reference_cells[0]} | {ratio} "
-            f"| {gflops[case.config] * ours:.0f} | {format_duration(VOC_VAL_IMAGES / ours)} | {reference_cells[1]} |"
+            f"| {case.config} | {case.precision} | {ours:.2f} | {reference_cells[0]} | {ratio} | {achieved:.0f} "
+            f"| {share} | {speedup} | {format_duration(VOC_VAL_IMAGES / ours)} | {reference_cells[1]} |"
         )
     return rows
 
 
 def header(
-    cases: Sequence[Case], sizes: Sequence[Size], gflops: dict[str, float], wall: float, workers: int | None = None
+    cases: Sequence[Case],
+    sizes: Sequence[Size],
+    gflops: dict[str, float],
+    wall: float,
+    workers: int | None = None,
+    peaks: dict[str, float] | None = None,
 ) -> list[str]:
     """The markdown lines above the table: device, threads, versions, the images and how each side is timed."""
     case = cases[0]
@@ -369,7 +379,10 @@ def header(
         "untimed warm-up, then per image forward (no_grad, autocast for bf16/fp16) + one bilinear upsampling to "
         "the label size + argmax; no metrics.",
         "img/s = images / seconds; ours/reference: how many times faster ours is; GFLOP/s = GFLOPs per image x "
-        f"img/s; VOC val: the time {VOC_VAL_IMAGES:,} images take at that speed.",
+        "img/s, and its share of this run's `torch.mm` 2048 x 2048 peak in the same precision"
+        f"{' (' + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peaks.items()) + ')' if peaks else ''}; "
+        "ours vs fp32: the command's speed-up over its own fp32; "
+        f"VOC val: the time {VOC_VAL_IMAGES:,} images take at that speed.",
         f"Wall time of the run: {wall / 60:.1f} min.",
         "",
     ]
@@ -444,7 +457,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 throughput[case] = settings.images / seconds
                 print(f"{case.impl} {case.config} {case.precision}: {throughput[case]:.2f} img/s", flush=True)
             checkpoint.unlink()
-    lines = header(cases, sizes, gflops, time.perf_counter() - start, args.workers) + table(throughput, gflops)
+    peaks = {name: mm_gflops(DTYPES[name], device, repeats=20) for name in settings.precisions}
+    lines = header(cases, sizes, gflops, time.perf_counter() - start, args.workers, peaks)
+    lines += table(throughput, gflops, peaks)
     print("\n".join(lines))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")

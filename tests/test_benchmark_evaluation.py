@@ -67,12 +67,15 @@ def test_evaluate_arguments_parse_as_the_command_expects(tmp_path):
 def test_table_ratio_gflops_and_projection():
     ours, reference = (Case(impl, "voc-r50-d16", "fp32", "cpu", 2) for impl in ("ours", "reference"))
     bf16 = Case("ours", "voc-r50-d16", "bf16", "cpu", 2)
-    rows = table({ours: 2.0, reference: 0.5, bf16: 1449 / 30}, {"voc-r50-d16": 150.0})
+    peaks = {"fp32": 600.0, "bf16": 14490.0}
+    rows = table({ours: 2.0, reference: 0.5, bf16: 1449 / 30}, {"voc-r50-d16": 150.0}, peaks)
     cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
-    assert cells[0] == ["voc-r50-d16", "fp32", "2.00", "0.50", "4.00x", "300", "12.1 min", "48.3 min"]
-    assert cells[1] == ["voc-r50-d16", "bf16", "48.30", "-", "-", "7245", "30 s", "-"]  # no reference measured
-    text = "\n".join(header([ours], image_sizes(4), {"voc-r50-d16": 150.0}, wall=90.0))
+    assert cells[0] == ["voc-r50-d16", "fp32", "2.00", "0.50", "4.00x", "300", "50 %", "-", "12.1 min", "48.3 min"]
+    # no reference measured in bf16; 48.3 img/s against fp32's 2.0
+    assert cells[1] == ["voc-r50-d16", "bf16", "48.30", "-", "-", "7245", "50 %", "24.15x", "30 s", "-"]
+    text = "\n".join(header([ours], image_sizes(4), {"voc-r50-d16": 150.0}, wall=90.0, peaks=peaks))
     assert "4 synthetic" in text and "2 x 500x375 (683x512), 1 x 375x500 (512x683)" in text and "1.5 min" in text
+    assert "fp32 600 GFLOP/s, bf16 14490 GFLOP/s" in text
 
 
 def test_gflops_average_over_the_images():
