@@ -242,9 +242,7 @@ class Trainer:
         )
         self.total_steps = train_config.iterations or train_config.epochs * self.sampler.steps_per_epoch
         self.optimizer = build_optimizer(self.model.parameters(), train_config)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, poly_factor(self.total_steps, train_config.poly_power, train_config.min_lr_ratio)
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._schedule(self.total_steps))
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.amp_dtype == torch.float16)
         self.iteration = 0
         self.empty_batches = 0  # micro-batches without a labelled pixel, all processes, since the start
@@ -487,12 +485,14 @@ class Trainer:
             if "cuda" in rng and self.env.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.env.device)
 
+    def _schedule(self, total_steps: int) -> Callable[[int], float]:
+        """The config's poly schedule over ``total_steps``, as a factor of the initial learning rate."""
+        return poly_factor(total_steps, self.config.train.poly_power, self.config.train.min_lr_ratio)
+
     def _keep_schedule(self, total_steps: int) -> None:
         """Train to ``total_steps`` with the poly schedule over that many steps (a resumed run's, re-planned)."""
         self.total_steps = total_steps
-        train_config = self.config.train
-        factor = poly_factor(total_steps, train_config.poly_power, train_config.min_lr_ratio)
-        self.scheduler.lr_lambdas = [factor] * len(self.optimizer.param_groups)
+        self.scheduler.lr_lambdas = [self._schedule(total_steps)] * len(self.optimizer.param_groups)
         self.scheduler.last_epoch -= 1
         self.scheduler.step()  # the learning rate of the step it stands at, by the new factor
 
