@@ -41,7 +41,7 @@ from deeplab.config import (
 from deeplab.data import DatasetInfo, dataset_info
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine.evaluate import Inference, inference_model, inference_of, predict_probabilities
-from deeplab.models import build_model
+from deeplab.models import build_empty_model, build_model
 from deeplab.models.weights import CheckpointError, load_checkpoint_dict, read_checkpoint
 from deeplab.models.zoo import DEFAULT_ROOT, RELEASED
 from deeplab.weights.released import resolve_checkpoint
@@ -117,7 +117,7 @@ def load_trained(
         raise ConfigError(f"{checkpoint} holds no config (an sssegmentation checkpoint?): pass --config NAME")
     if config.model.num_classes == 0:
         raise ConfigError(f"{config.name} takes its number of classes from a folder's classes.json: pass --data-root")
-    model = build_model(config)
+    model = build_empty_model(config)  # every tensor comes from the checkpoint, loaded strictly
     if folder:
         model.load_state_dict(state["model"])
     else:

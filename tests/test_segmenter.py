@@ -15,8 +15,8 @@ from deeplab.data import dataset_info
 from deeplab.data.datasets import read_mask_file
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine.evaluate import Inference, inference_model, predict_probabilities
-from deeplab.models.weights import CheckpointError, save_checkpoint
-from deeplab.segmenter import as_image_tensor
+from deeplab.models.weights import CheckpointError, read_checkpoint, save_checkpoint
+from deeplab.segmenter import as_image_tensor, load_trained
 from tests.conftest import TINY
 
 
@@ -138,6 +138,18 @@ def test_classes_that_do_not_fit_the_model_are_one_line():
     config = deeplab.get_config("toy-r50-d16", TINY)
     with pytest.raises(deeplab.ConfigError, match="toy-r50-d16 has 6 outputs but 21 class names"):
         deeplab.Segmenter(dataclasses.asdict(config), dataset_info("voc").to_dict())
+
+
+def test_a_loaded_model_holds_the_checkpoints_tensors_and_a_partial_one_is_refused(checkpoint, tmp_path):
+    """The model is built in uninitialised memory (no random init) and every tensor comes from the checkpoint."""
+    saved = read_checkpoint(checkpoint)
+    loaded = load_trained(checkpoint, None, []).model.state_dict()
+    assert loaded.keys() == saved["model"].keys()
+    assert all(torch.equal(loaded[key], value) for key, value in saved["model"].items())
+    del saved["model"]["decoder.classifier.bias"]
+    torch.save(saved, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match=r"partial.pth does not fit this model \(1 missing: decoder.classifier"):
+        load_trained(tmp_path / "partial.pth", None, [])
 
 
 def test_a_folder_without_weights_is_one_line(segmenter, tmp_path):

@@ -4,7 +4,7 @@ from deeplab.models.aspp import ASPP, ImagePooling, atrous_rates_for
 from deeplab.models.atrous import ConvBNReLU, SeparableConv2d, receptive_field
 from deeplab.models.backbone import resnet_backbone, resnet_v1c_stem
 from deeplab.models.decoder import Decoder, DeepLabV3Head
-from deeplab.models.deeplabv3plus import DeepLabV3Plus, FCNHead, build_model
+from deeplab.models.deeplabv3plus import DeepLabV3Plus, FCNHead, build_empty_model, build_model
 from deeplab.models.weights import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "ImagePooling",
     "SeparableConv2d",
     "atrous_rates_for",
+    "build_empty_model",
     "build_model",
     "load_checkpoint",
     "receptive_field",

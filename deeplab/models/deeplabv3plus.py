@@ -98,3 +98,12 @@ def build_model(config: Config | ModelConfig, *, weights: Weights = None) -> Dee
         else None
     )
     return DeepLabV3Plus(backbone, aspp, decoder, aux_head)
+
+
+def build_empty_model(config: Config | ModelConfig) -> DeepLabV3Plus:
+    """The network of ``config`` in uninitialised memory, for a checkpoint that fills every tensor of it (loaded
+    strictly). Built on the meta device, it skips :func:`build_model`'s random initialisation: half a second for
+    R-50 or R-101 on two CPU cores, each time a command loads a trained model."""
+    with torch.device("meta"):
+        model = build_model(config)
+    return model.to_empty(device="cpu")
