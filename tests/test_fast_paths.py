@@ -76,6 +76,22 @@ def test_bf16_channels_last_is_close(model: nn.Module, images: torch.Tensor) -> 
     assert similarity > 0.99, f"cosine similarity {similarity:.4f}"
 
 
+@pytest.mark.slow
+def test_convolution_weights_stored_in_bf16_give_autocasts_result_to_the_bit(
+    model: nn.Module, images: torch.Tensor
+) -> None:
+    """Autocast casts every convolution's float32 weight to bf16 at each call; the copy made for bf16 holds them in
+    bf16 already (the shifted depthwise convolutions, which compute in float32, keep theirs) and computes the same."""
+    stored = optimize_for_inference(model, autocast_dtype=torch.bfloat16)
+    dtypes = {type(m).__name__: m.weight.dtype for m in stored.modules() if isinstance(m, nn.Conv2d)}
+    assert dtypes == {"Conv2d": torch.bfloat16, "DepthwiseConv2d": torch.float32}
+    x = images.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = optimize_for_inference(model)(x)["out"]
+        actual = stored(x)["out"]
+    assert torch.equal(actual, expected)
+
+
 TRAIN_CONFIG = deeplab.get_config("toy-r50-d16", ["model.channels=32"])
 
 

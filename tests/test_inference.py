@@ -13,7 +13,13 @@ from deeplab.data import build_dataset
 from deeplab.data.datasets import DatasetError
 from deeplab.data.transforms import eval_transforms
 from deeplab.engine.distributed import Distributed
-from deeplab.engine.evaluate import Inference, evaluate, predict_probabilities, sliding_window_logits
+from deeplab.engine.evaluate import (
+    Inference,
+    evaluate,
+    predict_labels,
+    predict_probabilities,
+    sliding_window_logits,
+)
 from tests.conftest import TINY, randomize_batchnorm
 
 
@@ -60,6 +66,15 @@ def test_flip_of_a_pixelwise_model_changes_nothing():
     model, image = PixelModel(), torch.randn(1, 3, 20, 30)
     plain = predict_probabilities(model, image, (20, 30))
     torch.testing.assert_close(predict_probabilities(model, image, (20, 30), Inference(flip=True)), plain)
+
+
+@pytest.mark.parametrize("inference", [Inference(), Inference(scales=(0.5, 1.0), flip=True)], ids=["one", "four"])
+def test_labels_are_the_argmax_of_the_probabilities(inference):
+    model, image = PixelModel(), torch.randn(1, 3, 20, 30)
+    expected = predict_probabilities(model, image, (40, 60), inference).argmax(dim=1)[0]
+    labels = predict_labels(model, image, (40, 60), inference)
+    assert labels.shape == (40, 60) and len(labels.unique()) > 1
+    assert torch.equal(labels, expected)
 
 
 # ---- evaluation as the commands run it: the fast path, autocast and DataLoader workers -------------------------------

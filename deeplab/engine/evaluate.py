@@ -73,13 +73,16 @@ def inference_of(
 
 def inference_model(model: nn.Module, inference: Inference = Inference(), *, inplace: bool = False) -> nn.Module:
     """What evaluation runs: with ``inference.fast`` an optimized eval-mode copy of ``model`` (BatchNorm folded,
-    no aux head, channels_last where that is faster on its device; with ``inplace``, ``model`` itself optimized,
-    which saves a copy of the weights), else ``model`` itself in eval mode."""
+    no aux head, channels_last where that is faster on its device, the convolutions' weights in ``inference.amp``'s
+    precision; with ``inplace``, ``model`` itself optimized, which saves a copy of the weights), else ``model``
+    itself in eval mode. The copy is meant to run under ``inference.amp``'s autocast, as
+    :func:`predict_probabilities` runs it."""
     if not inference.fast:
         return model.eval()
     device = next(model.parameters()).device
     channels_last = uses_channels_last(True, device, inference.amp)
-    return optimize_for_inference(model, inplace=inplace, channels_last=channels_last)
+    dtype = autocast_dtype(inference.amp, device, option="--amp")
+    return optimize_for_inference(model, inplace=inplace, channels_last=channels_last, autocast_dtype=dtype)
 
 
 def sliding_window_logits(
@@ -121,30 +124,44 @@ def predict_probabilities(
     given (see :func:`inference_model`; a channels_last model turns the image channels_last at its first
     convolution), under ``inference.amp``'s autocast.
     """
-    dtype = autocast_dtype(inference.amp, image.device, option="--amp")
-    with torch.autocast(image.device.type, dtype=dtype, enabled=dtype is not None):
-        return _average_probabilities(model, image, out_size, inference)
-
-
-def _average_probabilities(
-    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference
-) -> torch.Tensor:
-    height, width = image.shape[-2:]
     total = None
+    for logits in _view_logits(model, image, out_size, inference):
+        probabilities = logits.float().softmax(dim=1)
+        total = probabilities if total is None else total + probabilities
+    return total / (len(inference.scales) * (2 if inference.flip else 1))
+
+
+@torch.inference_mode()
+def predict_labels(
+    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference = Inference()
+) -> torch.Tensor:
+    """Class indices ``(*out_size)`` int64 for a normalized ``image (1, 3, h, w)``: the argmax of
+    :func:`predict_probabilities`. With one view (one scale, no flip) the logits' own argmax: a softmax keeps their
+    order, so it need not be computed (nor the logits' copy in float32)."""
+    if len(inference.scales) > 1 or inference.flip:
+        return predict_probabilities(model, image, out_size, inference).argmax(dim=1)[0]
+    (logits,) = _view_logits(model, image, out_size, inference)
+    return logits.argmax(dim=1)[0]
+
+
+def _view_logits(
+    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference
+) -> Iterator[torch.Tensor]:
+    """The logits ``(1, C, *out_size)`` of each scale and flip of ``image`` (flipped back), in the autocast dtype."""
+    dtype = autocast_dtype(inference.amp, image.device, option="--amp")
+    height, width = image.shape[-2:]
     for scale in inference.scales:
         size = (round(height * scale), round(width * scale))
         scaled = image if size == (height, width) else F.interpolate(image, size, mode="bilinear", align_corners=False)
         for flipped in (False, True) if inference.flip else (False,):
             view = scaled.flip(-1) if flipped else scaled
-            if inference.window is None:
-                logits = model(view, output_size=out_size)["out"].float()  # (1, C, *out_size) from stride 4
-            else:
-                logits = sliding_window_logits(model, view, inference.window, inference.stride or inference.window)
-                logits = F.interpolate(logits.float(), out_size, mode="bilinear", align_corners=False)
-            logits = logits.flip(-1) if flipped else logits
-            probabilities = logits.softmax(dim=1)
-            total = probabilities if total is None else total + probabilities
-    return total / (len(inference.scales) * (2 if inference.flip else 1))
+            with torch.autocast(image.device.type, dtype=dtype, enabled=dtype is not None):
+                if inference.window is None:
+                    logits = model(view, output_size=out_size)["out"]  # (1, C, *out_size) from stride 4
+                else:
+                    logits = sliding_window_logits(model, view, inference.window, inference.stride or inference.window)
+                    logits = F.interpolate(logits.float(), out_size, mode="bilinear", align_corners=False)
+            yield logits.flip(-1) if flipped else logits
 
 
 def evaluate(
@@ -174,8 +191,7 @@ def evaluate(
     for sample in tqdm(samples, total=len(share), desc="evaluate", disable=not (progress and env.is_main)):
         image = sample["image"].unsqueeze(0).to(env.device, non_blocking=True)
         mask = sample["mask"].to(env.device, non_blocking=True)
-        probabilities = predict_probabilities(network, image, tuple(mask.shape[-2:]), inference)
-        matrix.update(probabilities.argmax(dim=1)[0], mask)
+        matrix.update(predict_labels(network, image, tuple(mask.shape[-2:]), inference), mask)
     matrix.all_reduce()
     model.train(was_training)
     return matrix.compute()

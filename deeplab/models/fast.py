@@ -1,8 +1,11 @@
-"""Inference-only speed-ups for a trained DeepLabV3+: BatchNorm folded into convolutions, channels_last memory.
+"""Inference-only speed-ups for a trained DeepLabV3+: BatchNorm folded into convolutions, channels_last memory,
+convolution weights stored in the autocast precision.
 
 In eval mode a BatchNorm is a fixed per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``,
 so it folds into the weights and bias of the convolution before it; the network then computes the same function
-with one pass over memory less per layer.
+with one pass over memory less per layer. Under bf16 (or fp16) autocast every convolution casts its float32 weight
+and bias to that precision at every call; weights stored in it already are used as they are, and the results are
+the same to the bit.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from torchvision.models.resnet import Bottleneck
 _BOTTLENECK_PAIRS = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
 
 
-def optimize_for_inference(model: nn.Module, *, inplace: bool = False, channels_last: bool = True) -> nn.Module:
+def optimize_for_inference(
+    model: nn.Module, *, inplace: bool = False, channels_last: bool = True, autocast_dtype: torch.dtype | None = None
+) -> nn.Module:
     """An eval-mode copy of ``model`` with every Conv2d+BatchNorm2d pair fused, no aux head, in channels_last
-    (unless ``channels_last=False``).
+    (unless ``channels_last=False``); with ``autocast_dtype``, the copy to run under that autocast: the weights and
+    biases of its ``nn.Conv2d`` layers (those that autocast casts at every call) stored in that dtype.
 
     The pairs are the ``(conv, bn)`` neighbours of sequential containers (``ConvBNReLU``, the ResNet stems,
     ``downsample``) and ``conv{1,2,3}/bn{1,2,3}`` of torchvision's ``Bottleneck``; each BatchNorm (``SyncBatchNorm``
@@ -37,7 +43,18 @@ def optimize_for_inference(model: nn.Module, *, inplace: bool = False, channels_
         for conv_name, bn_name in _conv_bn_pairs(module):
             setattr(module, conv_name, fuse_conv_bn_eval(getattr(module, conv_name), getattr(module, bn_name)))
             setattr(module, bn_name, nn.Identity())
+    if autocast_dtype is not None:
+        _store_conv_weights(fast, autocast_dtype)
     return fast.to(memory_format=torch.channels_last) if channels_last else fast
+
+
+def _store_conv_weights(model: nn.Module, dtype: torch.dtype) -> None:
+    """The parameters of every plain ``nn.Conv2d`` of ``model`` cast to ``dtype``, once, as autocast would cast them
+    at each call. ``DepthwiseConv2d`` (a subclass) keeps float32: its shifted path computes in float32 under
+    autocast, from the float32 weight."""
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.to(dtype)
 
 
 def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
