@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import deeplab
-from benchmarks.models import DTYPES, PEER_MODULES, available, machine_line, mm_gflops
+from benchmarks.models import DTYPES, PEER_MODULES, available, ceiling_line, machine_line, mm_gflops
 from deeplab.config import config_names
 from deeplab.data import build_dataset
 from deeplab.data.classes import IGNORE_INDEX, VOC_PALETTE
@@ -458,7 +458,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{case.impl} {case.config} {case.precision}: {throughput[case]:.2f} img/s", flush=True)
             checkpoint.unlink()
     peaks = {name: mm_gflops(DTYPES[name], device, repeats=20) for name in settings.precisions}
+    ceilings = [ceiling_line(device, precision) for precision in settings.precisions if precision != "fp32"]
     lines = header(cases, sizes, gflops, time.perf_counter() - start, args.workers, peaks)
+    lines += [*ceilings, ""] if ceilings else []
     lines += table(throughput, gflops, peaks)
     print("\n".join(lines))
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -208,6 +208,37 @@ def mm_gflops(dtype: torch.dtype, device: str, n: int = 2048, repeats: int = 5) 
     return 2 * n**3 / best / 1e9
 
 
+def conv_gflops(dtype: torch.dtype, device: str, repeats: int = 20) -> float:
+    """Best-of-``repeats`` throughput in GFLOP/s of a 3x3 convolution, 256 to 256 channels over ``(4, 256, 64,
+    64)`` in channels_last, inference only: the layer these networks spend most of their time in, at the speed the
+    library reaches with it (on CPUs above ``torch.mm``'s)."""
+    x = torch.randn(4, 256, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(256, 256, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            torch.nn.functional.conv2d(x, weight, padding=1)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    return 2 * 4 * 256 * 256 * 9 * 64 * 64 / best / 1e9
+
+
+def ceiling_line(device: str, precision: str, repeats: int = 20) -> str:
+    """What the hardware gives ``precision`` over fp32 in this run: ``torch.mm``'s and a 3x3 convolution's
+    throughput in both and their ratios. A network that is ~90% convolutions gains at most about the latter."""
+    dtype = DTYPES[precision]
+    mm = [mm_gflops(d, device, repeats=repeats) for d in (torch.float32, dtype)]
+    conv = [conv_gflops(d, device, repeats=repeats) for d in (torch.float32, dtype)]
+    return (
+        f"What this hardware gives {precision} over fp32, measured in the same run: `torch.mm` 2048 x 2048 "
+        f"{mm[0]:.0f} -> {mm[1]:.0f} GFLOP/s (**{mm[1] / mm[0]:.2f}x**), a 3x3 convolution (256 channels, 64 x 64, "
+        f"batch 4) {conv[0]:.0f} -> {conv[1]:.0f} GFLOP/s (**{conv[1] / conv[0]:.2f}x**): convolutions are most of "
+        f"the time, so the second ratio bounds the speed-up of a forward or a train step."
+    )
+
+
 def available(impl: str) -> bool:
     """Whether the package behind ``impl`` is installed."""
     module = PEER_MODULES.get(impl)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.models import machine_line
+from benchmarks.models import ceiling_line, machine_line
 from deeplab.config import get_config
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.precision import cpu_computes_bf16
@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "",
         f"{machine_line('cpu', torch.get_num_threads())} Mean of {args.steps} steps after {args.warmup}; "
         f"overrides: {', '.join(args.set) or 'none'}.",
+        *(["", ceiling_line("cpu", "bf16")] if "bf16" in results else []),
         "",
         *table(results),
     ]

@@ -4,8 +4,10 @@ import types
 
 import numpy as np
 import pytest
+import torch
 
 import benchmarks.__main__ as dispatch
+from benchmarks import models
 from benchmarks.evaluation import (
     QUICK,
     Case,
@@ -76,6 +78,22 @@ def test_table_ratio_gflops_and_projection():
     text = "\n".join(header([ours], image_sizes(4), {"voc-r50-d16": 150.0}, wall=90.0, peaks=peaks))
     assert "4 synthetic" in text and "2 x 500x375 (683x512), 1 x 375x500 (512x683)" in text and "1.5 min" in text
     assert "fp32 600 GFLOP/s, bf16 14490 GFLOP/s" in text
+
+
+def test_the_ceiling_line_gives_the_hardwares_ratios_of_bf16_over_fp32(monkeypatch):
+    rates = {torch.float32: (200.0, 220.0), torch.bfloat16: (460.0, 440.0)}  # (torch.mm, convolution)
+    monkeypatch.setattr(models, "mm_gflops", lambda dtype, device, repeats: rates[dtype][0])
+    monkeypatch.setattr(models, "conv_gflops", lambda dtype, device, repeats: rates[dtype][1])
+    line = models.ceiling_line("cpu", "bf16")
+    assert "`torch.mm` 2048 x 2048 200 -> 460 GFLOP/s (**2.30x**)" in line
+    assert "64 x 64, batch 4) 220 -> 440 GFLOP/s (**2.00x**)" in line
+
+
+def test_the_convolution_throughput_counts_its_flops(monkeypatch):
+    clock = iter(range(100))
+    monkeypatch.setattr(models.time, "perf_counter", lambda: next(clock) / 2)  # every convolution takes 0.5 s
+    flops = 2 * (4 * 64 * 64) * 256 * (256 * 3 * 3)  # a multiply-add per output value and weight of its window
+    assert models.conv_gflops(torch.float32, "cpu", repeats=1) == pytest.approx(flops / 0.5 / 1e9)
 
 
 def test_gflops_average_over_the_images():
