@@ -4,12 +4,14 @@ By default a model is evaluated through :func:`deeplab.models.fast.optimize_for_
 BatchNorm folded into the convolutions, no auxiliary head, channels_last where that layout is the faster one)
 under ``torch.inference_mode``; it computes
 the same function as the trained model up to float rounding. ``Inference(fast=False)`` runs the model as it is, and
-``amp`` runs the forward under bf16 or fp16 autocast. Images are read, decoded and resized by a ``DataLoader``
+``amp`` runs the forward under bf16 or fp16 autocast (the fast copy then holds its convolution weights in that
+precision, as autocast would cast them at every call). Images are read, decoded and resized by a ``DataLoader``
 (``workers`` processes prefetching ahead of the forwards, pinned memory on CUDA), in dataset order.
 
 Predictions are made on the image as the eval transforms resized it (the test scale); the decoder's stride-4 logits
 are upsampled once, straight to the label's original resolution, where the confusion matrix is accumulated: the
-reference evaluates the same way. (Sliding windows are stitched at the test scale first, then resized.)
+reference evaluates the same way. With one view of the image (no flip, one scale) the predicted class is the
+logits' argmax; views are averaged as softmax probabilities. (Sliding windows are stitched at the test scale first, then resized.)
 
 A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``DeepLabV3Plus`` does.
 """
