@@ -10,8 +10,9 @@ precision, as autocast would cast them at every call). Images are read, decoded 
 
 Predictions are made on the image as the eval transforms resized it (the test scale); the decoder's stride-4 logits
 are upsampled once, straight to the label's original resolution, where the confusion matrix is accumulated: the
-reference evaluates the same way. With one view of the image (no flip, one scale) the predicted class is the
-logits' argmax; views are averaged as softmax probabilities. (Sliding windows are stitched at the test scale first, then resized.)
+reference evaluates the same way. (Sliding windows are stitched at the test scale first, then resized.) With one
+view of the image (no flip, one scale) the predicted class is the logits' argmax; several views are averaged as
+softmax probabilities.
 
 A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``DeepLabV3Plus`` does.
 """
