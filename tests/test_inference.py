@@ -15,8 +15,8 @@ from deeplab.data.transforms import eval_transforms
 from deeplab.engine.distributed import Distributed
 from deeplab.engine.evaluate import (
     Inference,
+    channel_softmax,
     evaluate,
-    predict_labels,
     predict_probabilities,
     sliding_window_logits,
 )
@@ -68,13 +68,15 @@ def test_flip_of_a_pixelwise_model_changes_nothing():
     torch.testing.assert_close(predict_probabilities(model, image, (20, 30), Inference(flip=True)), plain)
 
 
-@pytest.mark.parametrize("inference", [Inference(), Inference(scales=(0.5, 1.0), flip=True)], ids=["one", "four"])
-def test_labels_are_the_argmax_of_the_probabilities(inference):
-    model, image = PixelModel(), torch.randn(1, 3, 20, 30)
-    expected = predict_probabilities(model, image, (40, 60), inference).argmax(dim=1)[0]
-    labels = predict_labels(model, image, (40, 60), inference)
-    assert labels.shape == (40, 60) and len(labels.unique()) > 1
-    assert torch.equal(labels, expected)
+def test_probabilities_of_channels_last_logits_stay_channels_last():
+    model = PixelModel().to(memory_format=torch.channels_last)
+    image = torch.randn(1, 3, 20, 30).contiguous(memory_format=torch.channels_last)
+    probabilities = predict_probabilities(model, image, (40, 60))
+    assert probabilities.is_contiguous(memory_format=torch.channels_last)  # an argmax over classes reads them in a row
+    torch.testing.assert_close(probabilities, model(image.contiguous(), (40, 60))["out"].softmax(dim=1))
+    logits = torch.randn(2, 5, 3, 4)
+    torch.testing.assert_close(channel_softmax(logits.contiguous(memory_format=torch.channels_last)), logits.softmax(1))
+    assert channel_softmax(logits).is_contiguous()  # contiguous logits keep their layout too
 
 
 # ---- evaluation as the commands run it: the fast path, autocast and DataLoader workers -------------------------------

@@ -10,9 +10,7 @@ precision, as autocast would cast them at every call). Images are read, decoded 
 
 Predictions are made on the image as the eval transforms resized it (the test scale); the decoder's stride-4 logits
 are upsampled once, straight to the label's original resolution, where the confusion matrix is accumulated: the
-reference evaluates the same way. (Sliding windows are stitched at the test scale first, then resized.) With one
-view of the image (no flip, one scale) the predicted class is the logits' argmax; several views are averaged as
-softmax probabilities.
+reference evaluates the same way. (Sliding windows are stitched at the test scale first, then resized.)
 
 A model here maps ``(images, output_size=None)`` to ``{"out": logits}``, as ``DeepLabV3Plus`` does.
 """
@@ -129,22 +127,20 @@ def predict_probabilities(
     """
     total = None
     for logits in _view_logits(model, image, out_size, inference):
-        probabilities = logits.float().softmax(dim=1)
+        probabilities = channel_softmax(logits.float())
         total = probabilities if total is None else total + probabilities
     return total / (len(inference.scales) * (2 if inference.flip else 1))
 
 
-@torch.inference_mode()
-def predict_labels(
-    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference = Inference()
-) -> torch.Tensor:
-    """Class indices ``(*out_size)`` int64 for a normalized ``image (1, 3, h, w)``: the argmax of
-    :func:`predict_probabilities`. With one view (one scale, no flip) the logits' own argmax: a softmax keeps their
-    order, so it need not be computed (nor the logits' copy in float32)."""
-    if len(inference.scales) > 1 or inference.flip:
-        return predict_probabilities(model, image, out_size, inference).argmax(dim=1)[0]
-    (logits,) = _view_logits(model, image, out_size, inference)
-    return logits.argmax(dim=1)[0]
+def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """The softmax over the classes of logits ``(N, C, H, W)``, in their memory layout. Channels_last logits (what
+    the folded model gives on a CPU) are taken as their ``(N, H, W, C)`` view, whose contiguous last dimension torch's
+    softmax is fastest over, and the probabilities stay channels_last, so that an argmax over the classes reads each
+    pixel's scores together. With 21 classes at 500 x 375 the softmax and the argmax take 10 ms on 2 AMD Zen 4 cores;
+    ``softmax(dim=1)``, which returns a contiguous tensor, and the argmax over that take 25 ms."""
+    if logits.is_contiguous(memory_format=torch.channels_last) and not logits.is_contiguous():
+        return logits.permute(0, 2, 3, 1).softmax(dim=-1).permute(0, 3, 1, 2)
+    return logits.softmax(dim=1)
 
 
 def _view_logits(
@@ -194,7 +190,8 @@ def evaluate(
     for sample in tqdm(samples, total=len(share), desc="evaluate", disable=not (progress and env.is_main)):
         image = sample["image"].unsqueeze(0).to(env.device, non_blocking=True)
         mask = sample["mask"].to(env.device, non_blocking=True)
-        matrix.update(predict_labels(network, image, tuple(mask.shape[-2:]), inference), mask)
+        probabilities = predict_probabilities(network, image, tuple(mask.shape[-2:]), inference)
+        matrix.update(probabilities.argmax(dim=1)[0], mask)
     matrix.all_reduce()
     model.train(was_training)
     return matrix.compute()
