@@ -198,14 +198,19 @@ def measure_in_child(case: Case) -> Result:
 def mm_gflops(dtype: torch.dtype, device: str, n: int = 2048, repeats: int = 5) -> float:
     """Best-of-``repeats`` throughput of an ``n x n`` ``torch.mm`` in GFLOP/s."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
+
+
+def best_seconds(run: Callable[[], object], device: str, repeats: int) -> float:
+    """The fastest of ``repeats + 1`` calls of ``run`` (the first warms up), waiting for a GPU to finish each."""
     best = float("inf")
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        torch.mm(a, b)
+        run()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return best
 
 
 def conv_gflops(dtype: torch.dtype, device: str, repeats: int = 20) -> float:
@@ -214,15 +219,9 @@ def conv_gflops(dtype: torch.dtype, device: str, repeats: int = 20) -> float:
     library reaches with it (on CPUs above ``torch.mm``'s)."""
     x = torch.randn(4, 256, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(256, 256, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    best = float("inf")
     with torch.inference_mode():
-        for _ in range(repeats + 1):
-            start = time.perf_counter()
-            torch.nn.functional.conv2d(x, weight, padding=1)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
-    return 2 * 4 * 256 * 256 * 9 * 64 * 64 / best / 1e9
+        seconds = best_seconds(lambda: torch.nn.functional.conv2d(x, weight, padding=1), device, repeats)
+    return 2 * 4 * 256 * 256 * 9 * 64 * 64 / seconds / 1e9
 
 
 def ceiling_line(device: str, precision: str, repeats: int = 20) -> str:
