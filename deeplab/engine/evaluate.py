@@ -125,10 +125,29 @@ def predict_probabilities(
     given (see :func:`inference_model`; a channels_last model turns the image channels_last at its first
     convolution), under ``inference.amp``'s autocast.
     """
+    dtype = autocast_dtype(inference.amp, image.device, option="--amp")
+    with torch.autocast(image.device.type, dtype=dtype, enabled=dtype is not None):
+        return _average_probabilities(model, image, out_size, inference)
+
+
+def _average_probabilities(
+    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference
+) -> torch.Tensor:
+    height, width = image.shape[-2:]
     total = None
-    for logits in _view_logits(model, image, out_size, inference):
-        probabilities = channel_softmax(logits.float())
-        total = probabilities if total is None else total + probabilities
+    for scale in inference.scales:
+        size = (round(height * scale), round(width * scale))
+        scaled = image if size == (height, width) else F.interpolate(image, size, mode="bilinear", align_corners=False)
+        for flipped in (False, True) if inference.flip else (False,):
+            view = scaled.flip(-1) if flipped else scaled
+            if inference.window is None:
+                logits = model(view, output_size=out_size)["out"].float()  # (1, C, *out_size) from stride 4
+            else:
+                logits = sliding_window_logits(model, view, inference.window, inference.stride or inference.window)
+                logits = F.interpolate(logits.float(), out_size, mode="bilinear", align_corners=False)
+            logits = logits.flip(-1) if flipped else logits
+            probabilities = channel_softmax(logits)
+            total = probabilities if total is None else total + probabilities
     return total / (len(inference.scales) * (2 if inference.flip else 1))
 
 
@@ -141,26 +160,6 @@ def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
     if logits.is_contiguous(memory_format=torch.channels_last) and not logits.is_contiguous():
         return logits.permute(0, 2, 3, 1).softmax(dim=-1).permute(0, 3, 1, 2)
     return logits.softmax(dim=1)
-
-
-def _view_logits(
-    model: nn.Module, image: torch.Tensor, out_size: tuple[int, int], inference: Inference
-) -> Iterator[torch.Tensor]:
-    """The logits ``(1, C, *out_size)`` of each scale and flip of ``image`` (flipped back), in the autocast dtype."""
-    dtype = autocast_dtype(inference.amp, image.device, option="--amp")
-    height, width = image.shape[-2:]
-    for scale in inference.scales:
-        size = (round(height * scale), round(width * scale))
-        scaled = image if size == (height, width) else F.interpolate(image, size, mode="bilinear", align_corners=False)
-        for flipped in (False, True) if inference.flip else (False,):
-            view = scaled.flip(-1) if flipped else scaled
-            with torch.autocast(image.device.type, dtype=dtype, enabled=dtype is not None):
-                if inference.window is None:
-                    logits = model(view, output_size=out_size)["out"]  # (1, C, *out_size) from stride 4
-                else:
-                    logits = sliding_window_logits(model, view, inference.window, inference.stride or inference.window)
-                    logits = F.interpolate(logits.float(), out_size, mode="bilinear", align_corners=False)
-            yield logits.flip(-1) if flipped else logits
 
 
 def evaluate(
