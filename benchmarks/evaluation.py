@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{case.impl} {case.config} {case.precision}: {throughput[case]:.2f} img/s", flush=True)
             checkpoint.unlink()
     peaks = {name: mm_gflops(DTYPES[name], device, repeats=20) for name in settings.precisions}
-    ceilings = [ceiling_line(device, precision) for precision in settings.precisions if precision != "fp32"]
+    ceilings = [ceiling_line(device, precision, peaks) for precision in settings.precisions if precision != "fp32"]
     lines = header(cases, sizes, gflops, time.perf_counter() - start, args.workers, peaks)
     lines += [*ceilings, ""] if ceilings else []
     lines += table(throughput, gflops, peaks)

@@ -224,12 +224,13 @@ def conv_gflops(dtype: torch.dtype, device: str, repeats: int = 20) -> float:
     return 2 * 4 * 256 * 256 * 9 * 64 * 64 / seconds / 1e9
 
 
-def ceiling_line(device: str, precision: str, repeats: int = 20) -> str:
+def ceiling_line(device: str, precision: str, peaks: dict[str, float] | None = None, repeats: int = 20) -> str:
     """What the hardware gives ``precision`` over fp32 in this run: ``torch.mm``'s and a 3x3 convolution's
-    throughput in both and their ratios. A network that is ~90% convolutions gains at most about the latter."""
-    dtype = DTYPES[precision]
-    mm = [mm_gflops(d, device, repeats=repeats) for d in (torch.float32, dtype)]
-    conv = [conv_gflops(d, device, repeats=repeats) for d in (torch.float32, dtype)]
+    throughput in both and their ratios. A network that is ~90% convolutions gains at most about the latter.
+    ``peaks``: the ``torch.mm`` GFLOP/s by precision that the caller measured already (the rest are measured)."""
+    names = ("fp32", precision)
+    mm = [(peaks or {}).get(name) or mm_gflops(DTYPES[name], device, repeats=repeats) for name in names]
+    conv = [conv_gflops(DTYPES[name], device, repeats=repeats) for name in names]
     return (
         f"What this hardware gives {precision} over fp32, measured in the same run: `torch.mm` 2048 x 2048 "
         f"{mm[0]:.0f} -> {mm[1]:.0f} GFLOP/s (**{mm[1] / mm[0]:.2f}x**), a 3x3 convolution (256 channels, 64 x 64, "

@@ -87,6 +87,10 @@ def test_the_ceiling_line_gives_the_hardwares_ratios_of_bf16_over_fp32(monkeypat
     line = models.ceiling_line("cpu", "bf16")
     assert "`torch.mm` 2048 x 2048 200 -> 460 GFLOP/s (**2.30x**)" in line
     assert "64 x 64, batch 4) 220 -> 440 GFLOP/s (**2.00x**)" in line
+    rates[torch.float32] = (None, 220.0)  # torch.mm must not be measured again where the caller has its peaks
+    assert "`torch.mm` 2048 x 2048 250 -> 500 GFLOP/s (**2.00x**)" in models.ceiling_line(
+        "cpu", "bf16", {"fp32": 250.0, "bf16": 500.0}
+    )
 
 
 def test_the_convolution_throughput_counts_its_flops(monkeypatch):
